@@ -1,0 +1,11 @@
+//! SeaORM entities mirroring the schema that the `migration` crate creates.
+//!
+//! Only table shapes and relations live here; the rules about tasks (validation,
+//! queries) live in the service's `tasks` module.
+
+pub mod tag;
+pub mod task;
+pub mod task_tag;
+pub mod user;
+
+pub use task::Priority;

@@ -1,0 +1,14 @@
+//! Schema migrations. Every schema change is a new module here, appended to
+//! [`Migrator::migrations`]; an applied migration is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_tables;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_tables::Migration)]
+    }
+}

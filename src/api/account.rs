@@ -1,0 +1,29 @@
+use poem::web::Data;
+use poem_openapi::{OpenApi, param::Path, payload::Json};
+
+use super::{ApiTags, schema::Me};
+use crate::{app::AppState, auth::BearerAuth, error::ApiError, users};
+
+pub struct AccountApi;
+
+#[OpenApi(tag = "ApiTags::Account")]
+impl AccountApi {
+    /// The signed-in user
+    ///
+    /// Id, email and name as taken from your token's claims, and when the
+    /// API first saw you.
+    #[oai(path = "/api/:user_id/me", method = "get", operation_id = "getMe")]
+    async fn get_me(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+    ) -> Result<Json<Me>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let user = users::find(&state.db, &owner)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+        Ok(Json(user.into()))
+    }
+}

@@ -1,0 +1,23 @@
+use poem::web::Data;
+use poem_openapi::{OpenApi, payload::Json};
+
+use super::{ApiTags, schema::Health};
+use crate::{app::AppState, error::DatabaseUnavailable};
+
+pub struct HealthApi;
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Health check
+    ///
+    /// `200` when the service and its database answer, `503` when the
+    /// database does not. Needs no token.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self, state: Data<&AppState>) -> Result<Json<Health>, DatabaseUnavailable> {
+        state.db.ping().await.map_err(DatabaseUnavailable)?;
+        Ok(Json(Health {
+            status: "ok".into(),
+            database: "ok".into(),
+        }))
+    }
+}

@@ -1,0 +1,27 @@
+use poem::web::Data;
+use poem_openapi::{OpenApi, param::Path, payload::Json};
+
+use super::{ApiTags, schema::TagCount};
+use crate::{app::AppState, auth::BearerAuth, error::ApiError, tasks};
+
+pub struct TagsApi;
+
+#[OpenApi(tag = "ApiTags::Tags")]
+impl TagsApi {
+    /// List tags
+    ///
+    /// Every tag on at least one of your tasks, with its task count; most
+    /// used first, then by name.
+    #[oai(path = "/api/:user_id/tags", method = "get", operation_id = "listTags")]
+    async fn list_tags(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+    ) -> Result<Json<Vec<TagCount>>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let tags = tasks::tag_counts(&state.db, &owner).await?;
+        Ok(Json(tags.into_iter().map(TagCount::from).collect()))
+    }
+}

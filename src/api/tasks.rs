@@ -1,0 +1,294 @@
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use super::{
+    ApiTags,
+    schema::{JsonBody, NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
+};
+use crate::{
+    app::AppState,
+    auth::BearerAuth,
+    error::ApiError,
+    tasks::{
+        self, DEFAULT_PAGE_SIZE, Priority, SortField, SortOrder, StatusFilter, TaskChanges,
+        TaskDraft, TaskFilter,
+    },
+};
+
+pub struct TasksApi;
+
+/// Characters a user id must not carry raw into a `Location` path segment.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+#[derive(ApiResponse)]
+enum CreatedTask {
+    /// The task was created.
+    #[oai(status = 201)]
+    Created(
+        Json<Task>,
+        /// Path of the new task: `/api/{user_id}/tasks/{id}`.
+        #[oai(header = "Location")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum DeletedTask {
+    /// The task and its tag links are gone.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+fn default_limit() -> u64 {
+    DEFAULT_PAGE_SIZE
+}
+
+#[OpenApi(tag = "ApiTags::Tasks")]
+impl TasksApi {
+    /// List tasks
+    ///
+    /// One page of your tasks, filtered and sorted; `total` counts every
+    /// matching task so you can page with `limit` and `offset`.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(
+        path = "/api/:user_id/tasks",
+        method = "get",
+        operation_id = "listTasks"
+    )]
+    async fn list_tasks(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// `pending` or `completed` tasks only; `all` by default.
+        #[oai(default)]
+        status: Query<StatusFilter>,
+        /// Only tasks of this priority.
+        priority: Query<Option<Priority>>,
+        /// Only tasks carrying this tag (compared trimmed and lower-cased).
+        tag: Query<Option<String>>,
+        /// Case-insensitive text to find in title or description; `%`, `_`
+        /// and `\` match literally.
+        #[oai(validator(max_length = 1000))]
+        q: Query<Option<String>>,
+        /// Only tasks due strictly before this instant.
+        due_before: Query<Option<Timestamp>>,
+        /// Only tasks due at or after this instant.
+        due_after: Query<Option<Timestamp>>,
+        /// Sort field; ties are broken by `id` in the same direction.
+        #[oai(default)]
+        sort: Query<SortField>,
+        /// Sort direction.
+        #[oai(default)]
+        order: Query<SortOrder>,
+        /// Page size, 1 to 100.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
+        limit: Query<u64>,
+        /// Matching tasks to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+    ) -> Result<Json<TaskPage>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let filter = TaskFilter {
+            status: status.0,
+            priority: priority.0,
+            due_before: due_before.0.map(|at| at.0),
+            due_after: due_after.0.map(|at| at.0),
+            sort: sort.0,
+            order: order.0,
+            limit: limit.0,
+            offset: offset.0,
+            ..TaskFilter::default()
+        }
+        .with_text(tag.0, q.0)?;
+        let (items, total) = tasks::list(&state.db, &owner, &filter).await?;
+        Ok(Json(TaskPage {
+            items: items.into_iter().map(Task::from).collect(),
+            total,
+            limit: filter.limit,
+            offset: filter.offset,
+        }))
+    }
+
+    /// Create a task
+    ///
+    /// Only `title` is required. Answers `201` with the task and its
+    /// `Location`.
+    #[oai(
+        path = "/api/:user_id/tasks",
+        method = "post",
+        operation_id = "createTask"
+    )]
+    async fn create_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        body: Json<JsonBody<NewTask>>,
+    ) -> Result<CreatedTask, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let draft = TaskDraft::from_json(&body.value, false)?;
+        let task = Task::from(tasks::create(&state.db, &owner, draft).await?);
+        let location = format!(
+            "/api/{}/tasks/{}",
+            utf8_percent_encode(&owner, PATH_SEGMENT),
+            task.id
+        );
+        Ok(CreatedTask::Created(Json(task), location))
+    }
+
+    /// Get a task
+    #[oai(
+        path = "/api/:user_id/tasks/:task_id",
+        method = "get",
+        operation_id = "getTask"
+    )]
+    async fn get_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// The task's id.
+        task_id: Path<i64>,
+    ) -> Result<Json<Task>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let task = tasks::get(&state.db, &owner, task_id.0).await?;
+        Ok(Json(task.into()))
+    }
+
+    /// Replace a task
+    ///
+    /// Sets every field: absent optional fields go back to their defaults
+    /// (no description, `medium`, no due date, no tags); `completed` is kept
+    /// when absent.
+    #[oai(
+        path = "/api/:user_id/tasks/:task_id",
+        method = "put",
+        operation_id = "replaceTask"
+    )]
+    async fn replace_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// The task's id.
+        task_id: Path<i64>,
+        body: Json<JsonBody<TaskReplacement>>,
+    ) -> Result<Json<Task>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let changes = TaskChanges::from(TaskDraft::from_json(&body.value, true)?);
+        let task = tasks::update(&state.db, &owner, task_id.0, changes).await?;
+        Ok(Json(task.into()))
+    }
+
+    /// Update some fields of a task
+    ///
+    /// Send only what changes: absent fields are unchanged, `null` clears
+    /// `description` or `due_date`.
+    #[oai(
+        path = "/api/:user_id/tasks/:task_id",
+        method = "patch",
+        operation_id = "updateTask"
+    )]
+    async fn update_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// The task's id.
+        task_id: Path<i64>,
+        body: Json<JsonBody<TaskPatch>>,
+    ) -> Result<Json<Task>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let changes = TaskChanges::from_json(&body.value)?;
+        let task = tasks::update(&state.db, &owner, task_id.0, changes).await?;
+        Ok(Json(task.into()))
+    }
+
+    /// Delete a task
+    #[oai(
+        path = "/api/:user_id/tasks/:task_id",
+        method = "delete",
+        operation_id = "deleteTask"
+    )]
+    async fn delete_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// The task's id.
+        task_id: Path<i64>,
+    ) -> Result<DeletedTask, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        tasks::delete(&state.db, &owner, task_id.0).await?;
+        Ok(DeletedTask::Deleted)
+    }
+
+    /// Toggle completion
+    ///
+    /// Flips `completed`; completing sets `completed_at`, reopening clears it.
+    #[oai(
+        path = "/api/:user_id/tasks/:task_id/complete",
+        method = "patch",
+        operation_id = "toggleTask"
+    )]
+    async fn toggle_task(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+        /// The task's id.
+        task_id: Path<i64>,
+    ) -> Result<Json<Task>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        let task = tasks::toggle(&state.db, &owner, task_id.0).await?;
+        Ok(Json(task.into()))
+    }
+
+    /// Task counts
+    ///
+    /// Totals for a dashboard: all, completed, pending, and overdue (pending
+    /// with a due date in the past).
+    #[oai(
+        path = "/api/:user_id/stats",
+        method = "get",
+        operation_id = "getStats"
+    )]
+    async fn get_stats(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Your user id (the token's `sub`).
+        user_id: Path<String>,
+    ) -> Result<Json<TaskStats>, ApiError> {
+        let owner = auth.owner(&state, &user_id).await?;
+        Ok(Json(tasks::stats(&state.db, &owner).await?.into()))
+    }
+}

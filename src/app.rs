@@ -1,0 +1,206 @@
+//! Building the whole app from configuration. `main` and every test call
+//! [`build_app`], so tests exercise the real wiring.
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    endpoint::BoxEndpoint,
+    http::{HeaderValue, Method, header},
+    middleware::Cors,
+    web::headers::HeaderMapExt,
+};
+use poem_openapi::OperationId;
+use sea_orm::DatabaseConnection;
+use tracing::Instrument;
+
+use crate::{
+    api,
+    auth::TokenVerifier,
+    config::Config,
+    db,
+    error::{ApiError, problem_for},
+    users::KnownUsers,
+};
+
+/// Largest accepted request body (64 KiB); larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// What every handler shares, attached to each request as data.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub verifier: Arc<TokenVerifier>,
+    pub users: Arc<KnownUsers>,
+}
+
+/// The ready-to-serve app and the state inside it.
+pub struct App {
+    pub state: AppState,
+    pub endpoint: BoxEndpoint<'static>,
+}
+
+/// Connects to the database, applies pending migrations (unless
+/// `RUN_MIGRATIONS=false`), and assembles routes and middleware.
+pub async fn build_app(config: &Config) -> anyhow::Result<App> {
+    let secret = config
+        .secret_bytes()
+        .context("BETTER_AUTH_SECRET is required to verify tokens")?;
+    let db = db::connect(config).await.with_context(|| {
+        format!(
+            "cannot connect to DATABASE_URL ({})",
+            redact(&config.database_url)
+        )
+    })?;
+    if config.run_migrations {
+        Migrator::up(&db, None)
+            .await
+            .context("database migration failed")?;
+    }
+    let state = AppState {
+        db,
+        verifier: Arc::new(TokenVerifier::hs256(secret, config.jwt_leeway_secs)),
+        users: Arc::new(KnownUsers::default()),
+    };
+    let endpoint = routes(state.clone(), &config.cors_origins);
+    Ok(App { state, endpoint })
+}
+
+fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
+    let api = api::service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(state)
+        .around(limit_body)
+        .catch_all_error(problem_for)
+        .with(cors(cors_origins))
+        .around(log_request)
+        .boxed()
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_header(REQUEST_ID)
+        .expose_headers([header::LOCATION, header::WWW_AUTHENTICATE])
+        .expose_header(REQUEST_ID)
+        .max_age(600);
+    // No origins configured means any origin: only `*` does that.
+    if origins.iter().any(|origin| origin == "*") {
+        cors
+    } else {
+        cors.allow_origins(origins.iter().map(String::as_str))
+    }
+}
+
+/// Rejects bodies over [`MAX_BODY_BYTES`] with 413: at once when
+/// `Content-Length` says so, otherwise (chunked) after reading just past it.
+/// Unlike poem's `SizeLimit`, a request without a body needs no length.
+async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<E::Output> {
+    let too_large = ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    if req
+        .headers()
+        .typed_get::<poem::web::headers::ContentLength>()
+        .is_some_and(|length| length.0 > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large.into());
+    }
+    let body = req
+        .take_body()
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => too_large,
+            other => ApiError::BadRequest(format!("cannot read request body: {other}")),
+        })?;
+    req.set_body(body);
+    next.call(req).await
+}
+
+/// One log line per request, with the request id (the client's
+/// `X-Request-Id` if it sent a sane one) echoed in the response.
+async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let request_id = req
+        .header(REQUEST_ID)
+        .filter(|id| is_sane_request_id(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", %request_id);
+    let started = Instant::now();
+    let mut response = next.get_response(req).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let operation = response.data::<OperationId>().map(|id| id.0).unwrap_or("-");
+    tracing::info!(
+        parent: &span,
+        %method,
+        path,
+        operation,
+        status = response.status().as_u16(),
+        latency_ms,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response.into_response())
+}
+
+/// Accepts ids that are safe to log and echo: short, printable ASCII.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A database URL fit for a log line: the password replaced.
+pub fn redact(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db.example/todo?sslmode=require"),
+            "postgres://app:***@db.example/todo?sslmode=require"
+        );
+        assert_eq!(
+            redact("sqlite://todo.db?mode=rwc"),
+            "sqlite://todo.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn request_ids_must_be_short_printable_ascii() {
+        assert!(is_sane_request_id("req-123_abc"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id(&"x".repeat(129)));
+    }
+}

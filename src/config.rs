@@ -1,0 +1,152 @@
+//! Runtime configuration, read from the environment (and `.env`) by clap, so a
+//! bad value fails at startup with a message naming the variable.
+
+use std::{net::IpAddr, time::Duration};
+
+use clap::{ArgAction, Args, ValueEnum, builder::BoolishValueParser};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Default database: a SQLite file next to the binary's working directory,
+/// created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://todo.db?mode=rwc";
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `sqlite://FILE?mode=rwc` or `postgres://USER:PASS@HOST/DB` (add `?sslmode=require` for Neon).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url)]
+    pub database_url: String,
+
+    /// Maximum open database connections (PostgreSQL; SQLite always uses one writer).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_acquire_timeout: Duration,
+
+    /// Shared HS256 secret of Better Auth (at least 32 bytes). Unset: a random one per run.
+    #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub better_auth_secret: Option<SecretString>,
+
+    /// Clock skew tolerated when checking a token's `exp`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 60)]
+    pub jwt_leeway_secs: u64,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Comma-separated browser origins allowed to call the API.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000",
+          value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
+    /// Apply pending migrations at startup.
+    #[arg(long, env = "RUN_MIGRATIONS", default_value = "true", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub run_migrations: bool,
+
+    /// `pretty` for people, `json` for log collectors. Filter with `RUST_LOG`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    /// Defaults for everything but the database, as a test or tool needs them.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            database_max_connections: 10,
+            database_acquire_timeout: Duration::from_secs(5),
+            better_auth_secret: None,
+            jwt_leeway_secs: 60,
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            cors_origins: vec!["http://localhost:3000".into()],
+            run_migrations: true,
+            log_format: LogFormat::Pretty,
+        }
+    }
+
+    pub fn secret_bytes(&self) -> Option<&[u8]> {
+        self.better_auth_secret
+            .as_ref()
+            .map(|secret| secret.expose_secret().as_bytes())
+    }
+}
+
+fn parse_database_url(value: &str) -> Result<String, String> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|scheme| value.starts_with(scheme)) {
+        Ok(value.to_owned())
+    } else {
+        Err("expected a `sqlite:` or `postgres://` URL".into())
+    }
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+    if value.len() < 32 {
+        return Err("must be at least 32 bytes (generate one with `openssl rand -hex 32`)".into());
+    }
+    Ok(SecretString::from(value))
+}
+
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.into());
+    }
+    let url = url::Url::parse(value).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+    let origin = url.origin();
+    if !origin.is_tuple() || url.path() != "/" || value.ends_with('/') {
+        return Err(format!(
+            "`{value}` is not an origin like `https://app.example.com`"
+        ));
+    }
+    Ok(origin.ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_must_be_bare_scheme_host_port() {
+        assert_eq!(
+            parse_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            parse_origin(" https://a.example ").unwrap(),
+            "https://a.example"
+        );
+        assert!(parse_origin("https://a.example/app").is_err());
+        assert!(parse_origin("https://a.example/").is_err());
+        assert!(parse_origin("localhost:3000").is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_rejected() {
+        assert!(parse_secret("too-short").is_err());
+        assert!(parse_secret(&"x".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn database_urls_must_name_a_supported_backend() {
+        assert!(parse_database_url("sqlite::memory:").is_ok());
+        assert!(parse_database_url("postgres://u@h/db?sslmode=require").is_ok());
+        assert!(parse_database_url("mysql://u@h/db").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! todo-api: a multi-user task API for Next.js + Better Auth frontends.
+
+/// HTTP handlers and the wire types the OpenAPI document is generated from.
+pub mod api;
+/// Building the app (state, routes, middleware) from a [`config::Config`].
+pub mod app;
+/// Verifying bearer tokens and minting development tokens.
+pub mod auth;
+/// Configuration from the environment.
+pub mod config;
+/// Database connection and availability checks.
+pub mod db;
+/// The single error type and its problem+json mapping.
+pub mod error;
+/// Task rules: validation and queries.
+pub mod tasks;
+/// Tracing setup.
+pub mod telemetry;
+/// User rows provisioned from token claims.
+pub mod users;

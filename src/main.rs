@@ -1,0 +1,199 @@
+//! The `todo-api` binary: serve the API, run migrations, print the OpenAPI
+//! document, or mint a development token.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+use poem::{Server, listener::TcpListener};
+use secrecy::SecretString;
+use todo_api::{
+    api,
+    app::{self, build_app},
+    auth::{Claims, mint_token},
+    config::Config,
+    db, telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Multi-user task API for Next.js + Better Auth frontends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply or inspect database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the OpenAPI document (what `openapi/openapi.json` holds).
+    Openapi,
+    /// Mint an HS256 token signed with BETTER_AUTH_SECRET, for development.
+    Token {
+        /// User id: the token's `sub`.
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime, e.g. `15m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply all pending migrations.
+    Up,
+    /// Roll back the last migration (or `-n` of them).
+    Down {
+        #[arg(short, default_value_t = 1)]
+        n: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop every table and apply all migrations again.
+    Fresh,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("error: cannot read .env: {err}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Openapi => {
+            println!("{}", api::spec_json());
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            email,
+            name,
+            ttl,
+        } => {
+            let secret = config
+                .secret_bytes()
+                .context("set BETTER_AUTH_SECRET (env or .env) to the secret the server uses")?;
+            println!("{}", mint_token(secret, &Claims { sub, email, name }, ttl));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let demo_secret = config.better_auth_secret.is_none().then(random_secret);
+    if let Some(secret) = &demo_secret {
+        config.better_auth_secret = Some(SecretString::from(secret.clone()));
+    }
+    let app = build_app(&config).await?;
+    let address = std::net::SocketAddr::new(config.host, config.port);
+    tracing::info!(
+        %address,
+        database = %app::redact(&config.database_url),
+        "serving; Swagger UI at http://{address}/docs"
+    );
+    if let Some(secret) = demo_secret {
+        print_demo_login(secret.as_bytes(), address);
+    }
+    Server::new(TcpListener::bind(address))
+        .run_with_graceful_shutdown(
+            app.endpoint,
+            shutdown_signal(),
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .context("server failed")
+}
+
+/// A fresh 256-bit secret for a run without BETTER_AUTH_SECRET.
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn print_demo_login(secret: &[u8], address: std::net::SocketAddr) {
+    let claims = Claims {
+        sub: "demo-user".into(),
+        email: Some("demo@example.com".into()),
+        name: Some("Demo User".into()),
+    };
+    let token = mint_token(secret, &claims, Duration::from_secs(24 * 3600));
+    tracing::warn!(
+        "BETTER_AUTH_SECRET is not set: using a random secret for this run only. \
+         Tokens from your Better Auth server will be rejected, and tokens minted now \
+         stop working at restart. Set BETTER_AUTH_SECRET for anything but a demo."
+    );
+    eprintln!(
+        "\n  Demo token for user `demo-user` (valid 24h), for \"Authorize\" at http://{address}/docs:\n\n  {token}\n\n  Try: curl -H 'Authorization: Bearer {token}' http://{address}/api/demo-user/tasks\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    let db = db::connect(config)
+        .await
+        .context("cannot connect to DATABASE_URL")?;
+    match action {
+        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Down { n } => Migrator::down(&db, Some(n)).await?,
+        MigrateAction::Fresh => Migrator::fresh(&db).await?,
+        MigrateAction::Status => {
+            for migration in Migrator::get_migration_with_status(&db).await? {
+                println!("{:?}\t{}", migration.status(), migration.name());
+            }
+        }
+    }
+    Ok(())
+}

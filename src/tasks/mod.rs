@@ -1,0 +1,145 @@
+//! The rules about tasks: what a valid task is (`input`), and every query the
+//! API runs on them. All reads and writes are scoped to one user's rows.
+
+mod input;
+mod query;
+
+pub use input::{TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
+pub use query::{
+    TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, tag_counts, toggle, update,
+};
+
+use poem_openapi::Enum;
+
+use crate::error::{ApiError, FieldError};
+
+/// How important a task is; sorts `low` < `medium` < `high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+}
+
+impl From<entity::Priority> for Priority {
+    fn from(priority: entity::Priority) -> Self {
+        match priority {
+            entity::Priority::Low => Self::Low,
+            entity::Priority::Medium => Self::Medium,
+            entity::Priority::High => Self::High,
+        }
+    }
+}
+
+impl From<Priority> for entity::Priority {
+    fn from(priority: Priority) -> Self {
+        match priority {
+            Priority::Low => Self::Low,
+            Priority::Medium => Self::Medium,
+            Priority::High => Self::High,
+        }
+    }
+}
+
+/// Which tasks to list by completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum StatusFilter {
+    #[default]
+    All,
+    Pending,
+    Completed,
+}
+
+/// The field tasks are listed by; ties are broken by `id`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SortField {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Title,
+    DueDate,
+    Priority,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    #[default]
+    Desc,
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// Everything `GET /tasks` can narrow, order and page by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: StatusFilter,
+    pub priority: Option<Priority>,
+    /// A normalised tag name.
+    pub tag: Option<String>,
+    /// Matched case-insensitively and literally against title and description.
+    pub q: Option<String>,
+    /// Due strictly before this instant.
+    pub due_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Due at or after this instant.
+    pub due_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub sort: SortField,
+    pub order: SortOrder,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl Default for TaskFilter {
+    fn default() -> Self {
+        Self {
+            status: StatusFilter::All,
+            priority: None,
+            tag: None,
+            q: None,
+            due_before: None,
+            due_after: None,
+            sort: SortField::CreatedAt,
+            order: SortOrder::Desc,
+            limit: DEFAULT_PAGE_SIZE,
+            offset: 0,
+        }
+    }
+}
+
+impl TaskFilter {
+    /// Adds the free-text filters, normalised the way stored values are.
+    /// An empty `q` filters nothing.
+    pub fn with_text(mut self, tag: Option<String>, q: Option<String>) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        if let Some(tag) = tag {
+            match normalize_tag(&tag) {
+                Ok(tag) => self.tag = Some(tag),
+                Err(message) => errors.push(FieldError::new("tag", message)),
+            }
+        }
+        match q {
+            Some(q) if q.contains('\0') => {
+                errors.push(FieldError::new("q", "must not contain NUL characters"));
+            }
+            Some(q) if !q.is_empty() => self.q = Some(q),
+            _ => {}
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+/// Folds text for case-insensitive search, the same way for stored text and
+/// for the query (Unicode lower case, not SQL's ASCII-only `LOWER`).
+pub fn search_key(text: &str) -> String {
+    text.to_lowercase()
+}

@@ -1,0 +1,431 @@
+//! Every database read and write on tasks and tags. Each statement filters by
+//! the owner's `user_id`, so another user's rows are never loaded and another
+//! user's task is indistinguishable from a missing one (404).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::{tag, task, task_tag};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, ExprTrait, JoinType, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Select, Set, TransactionTrait,
+    sea_query::{Expr, Func, LikeExpr, NullOrdering, OnConflict, Query},
+};
+
+use super::{SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key};
+use crate::error::ApiError;
+
+/// A task row with its tag names, sorted.
+#[derive(Debug, Clone)]
+pub struct TaskWithTags {
+    pub task: task::Model,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCount {
+    pub name: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStats {
+    pub total: i64,
+    pub completed: i64,
+    pub pending: i64,
+    pub overdue: i64,
+}
+
+/// Timestamps are kept at microsecond precision, what both databases store,
+/// so a value reads back exactly as it was written.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn owned(user_id: &str, task_id: i64) -> Condition {
+    Condition::all()
+        .add(task::Column::Id.eq(task_id))
+        .add(task::Column::UserId.eq(user_id))
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    user_id: &str,
+    draft: TaskDraft,
+) -> Result<TaskWithTags, ApiError> {
+    let now = now();
+    let completed = draft.completed.unwrap_or(false);
+    let txn = db.begin().await?;
+    let task = task::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        title_search: Set(search_key(&draft.title)),
+        title: Set(draft.title),
+        description_search: Set(draft.description.as_deref().map(search_key)),
+        description: Set(draft.description),
+        completed: Set(completed),
+        priority: Set(draft.priority.into()),
+        due_date: Set(draft.due_date),
+        completed_at: Set(completed.then_some(now)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    link_tags(&txn, user_id, task.id, &draft.tags).await?;
+    txn.commit().await?;
+    Ok(TaskWithTags {
+        task,
+        tags: draft.tags,
+    })
+}
+
+pub async fn get(
+    db: &DatabaseConnection,
+    user_id: &str,
+    task_id: i64,
+) -> Result<TaskWithTags, ApiError> {
+    let task = task::Entity::find()
+        .filter(owned(user_id, task_id))
+        .one(db)
+        .await?
+        .ok_or_else(ApiError::task_not_found)?;
+    let tags = tags_of(db, &[task_id])
+        .await?
+        .remove(&task_id)
+        .unwrap_or_default();
+    Ok(TaskWithTags { task, tags })
+}
+
+/// Applies a PUT or PATCH in one `UPDATE ... RETURNING` that writes only the
+/// given columns, so concurrent updates of different fields (or a toggle) are
+/// not lost.
+pub async fn update(
+    db: &DatabaseConnection,
+    user_id: &str,
+    task_id: i64,
+    changes: TaskChanges,
+) -> Result<TaskWithTags, ApiError> {
+    use task::Column as C;
+    let now = now();
+    let mut update = task::Entity::update_many()
+        .filter(owned(user_id, task_id))
+        .col_expr(C::UpdatedAt, Expr::val(now));
+    if let Some(title) = &changes.title {
+        update = update
+            .col_expr(C::Title, Expr::val(title.as_str()))
+            .col_expr(C::TitleSearch, Expr::val(search_key(title)));
+    }
+    if let Some(description) = &changes.description {
+        update = update
+            .col_expr(C::Description, Expr::val(description.clone()))
+            .col_expr(
+                C::DescriptionSearch,
+                Expr::val(description.as_deref().map(search_key)),
+            );
+    }
+    if let Some(priority) = changes.priority {
+        update = update.col_expr(C::Priority, Expr::val(entity::Priority::from(priority)));
+    }
+    if let Some(due_date) = changes.due_date {
+        update = update.col_expr(C::DueDate, Expr::val(due_date));
+    }
+    if let Some(completed) = changes.completed {
+        // Completing keeps the first completion time; reopening clears it.
+        let completed_at = if completed {
+            Func::coalesce([Expr::col(C::CompletedAt), Expr::val(now)]).into()
+        } else {
+            Expr::val(None::<DateTime<Utc>>)
+        };
+        update = update
+            .col_expr(C::Completed, Expr::val(completed))
+            .col_expr(C::CompletedAt, completed_at);
+    }
+
+    let txn = db.begin().await?;
+    let task = update
+        .exec_with_returning(&txn)
+        .await?
+        .pop()
+        .ok_or_else(ApiError::task_not_found)?;
+    let tags = match changes.tags {
+        Some(tags) => {
+            task_tag::Entity::delete_many()
+                .filter(task_tag::Column::TaskId.eq(task_id))
+                .exec(&txn)
+                .await?;
+            link_tags(&txn, user_id, task_id, &tags).await?;
+            tags
+        }
+        None => tags_of(&txn, &[task_id])
+            .await?
+            .remove(&task_id)
+            .unwrap_or_default(),
+    };
+    txn.commit().await?;
+    Ok(TaskWithTags { task, tags })
+}
+
+/// Flips `completed` in a single statement, so concurrent toggles each take
+/// effect (an even number of them leaves the task as it was).
+pub async fn toggle(
+    db: &DatabaseConnection,
+    user_id: &str,
+    task_id: i64,
+) -> Result<TaskWithTags, ApiError> {
+    use task::Column as C;
+    let now = now();
+    let completed_at = Expr::case(Expr::col(C::Completed), Expr::val(None::<DateTime<Utc>>))
+        .finally(Expr::val(now));
+    let task = task::Entity::update_many()
+        .filter(owned(user_id, task_id))
+        .col_expr(C::Completed, Expr::col(C::Completed).not())
+        .col_expr(C::CompletedAt, completed_at.into())
+        .col_expr(C::UpdatedAt, Expr::val(now))
+        .exec_with_returning(db)
+        .await?
+        .pop()
+        .ok_or_else(ApiError::task_not_found)?;
+    let tags = tags_of(db, &[task_id])
+        .await?
+        .remove(&task_id)
+        .unwrap_or_default();
+    Ok(TaskWithTags { task, tags })
+}
+
+pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Result<(), ApiError> {
+    // Its task_tags rows go with it (ON DELETE CASCADE).
+    let deleted = task::Entity::delete_many()
+        .filter(owned(user_id, task_id))
+        .exec(db)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Err(ApiError::task_not_found());
+    }
+    Ok(())
+}
+
+/// One page of tasks and the number of tasks matching the filter, in three
+/// queries whatever the page size: count, page, tags of the page.
+pub async fn list(
+    db: &DatabaseConnection,
+    user_id: &str,
+    filter: &TaskFilter,
+) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
+    let matching = matching(user_id, filter);
+    let total = matching.clone().count(db).await?;
+    if filter.offset >= total {
+        return Ok((Vec::new(), total));
+    }
+    let order = match filter.order {
+        SortOrder::Asc => Order::Asc,
+        SortOrder::Desc => Order::Desc,
+    };
+    let sorted = match filter.sort {
+        SortField::CreatedAt => matching.order_by(task::Column::CreatedAt, order.clone()),
+        SortField::UpdatedAt => matching.order_by(task::Column::UpdatedAt, order.clone()),
+        SortField::Title => matching.order_by(task::Column::TitleSearch, order.clone()),
+        SortField::Priority => matching.order_by(task::Column::Priority, order.clone()),
+        // Undated tasks are listed after dated ones in either direction.
+        SortField::DueDate => {
+            matching.order_by_with_nulls(task::Column::DueDate, order.clone(), NullOrdering::Last)
+        }
+    };
+    let tasks = sorted
+        .order_by(task::Column::Id, order)
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = tasks.iter().map(|task| task.id).collect();
+    let mut tags = tags_of(db, &ids).await?;
+    let page = tasks
+        .into_iter()
+        .map(|task| TaskWithTags {
+            tags: tags.remove(&task.id).unwrap_or_default(),
+            task,
+        })
+        .collect();
+    Ok((page, total))
+}
+
+fn matching(user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
+    use task::Column as C;
+    let mut query = task::Entity::find().filter(C::UserId.eq(user_id));
+    match filter.status {
+        StatusFilter::All => {}
+        StatusFilter::Pending => query = query.filter(C::Completed.eq(false)),
+        StatusFilter::Completed => query = query.filter(C::Completed.eq(true)),
+    }
+    if let Some(priority) = filter.priority {
+        query = query.filter(C::Priority.eq(entity::Priority::from(priority)));
+    }
+    if let Some(tag) = &filter.tag {
+        let tagged = Query::select()
+            .column((task_tag::Entity, task_tag::Column::TaskId))
+            .from(task_tag::Entity)
+            .inner_join(
+                tag::Entity,
+                Expr::col((tag::Entity, tag::Column::Id))
+                    .equals((task_tag::Entity, task_tag::Column::TagId)),
+            )
+            .and_where(Expr::col((tag::Entity, tag::Column::UserId)).eq(user_id))
+            .and_where(Expr::col((tag::Entity, tag::Column::Name)).eq(tag.as_str()))
+            .to_owned();
+        query = query.filter(C::Id.in_subquery(tagged));
+    }
+    if let Some(text) = &filter.q {
+        let pattern = format!("%{}%", escape_like(&search_key(text)));
+        let like = || LikeExpr::new(pattern.clone()).escape('\\');
+        query = query.filter(
+            Condition::any()
+                .add(C::TitleSearch.like(like()))
+                .add(C::DescriptionSearch.like(like())),
+        );
+    }
+    if let Some(before) = filter.due_before {
+        query = query.filter(C::DueDate.lt(before));
+    }
+    if let Some(after) = filter.due_after {
+        query = query.filter(C::DueDate.gte(after));
+    }
+    query
+}
+
+/// Makes `%`, `_` and `\` in user input match themselves.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Tag names of the given tasks, each list sorted. One query.
+async fn tags_of(
+    db: &impl ConnectionTrait,
+    task_ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, DbErr> {
+    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+    if task_ids.is_empty() {
+        return Ok(tags);
+    }
+    let rows: Vec<(i64, String)> = task_tag::Entity::find()
+        .select_only()
+        .column(task_tag::Column::TaskId)
+        .column(tag::Column::Name)
+        .join(JoinType::InnerJoin, task_tag::Relation::Tag.def())
+        .filter(task_tag::Column::TaskId.is_in(task_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (task_id, name) in rows {
+        tags.entry(task_id).or_default().push(name);
+    }
+    // Sorted here rather than in SQL, where the order would depend on the
+    // database's collation.
+    tags.values_mut().for_each(|names| names.sort());
+    Ok(tags)
+}
+
+/// Attaches normalised tag names to a task, creating the user's tags that do
+/// not exist yet. Concurrent requests creating the same tag both succeed.
+async fn link_tags(
+    txn: &impl ConnectionTrait,
+    user_id: &str,
+    task_id: i64,
+    names: &[String],
+) -> Result<(), DbErr> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    tag::Entity::insert_many(names.iter().map(|name| tag::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        name: Set(name.clone()),
+        ..Default::default()
+    }))
+    .on_conflict(
+        OnConflict::columns([tag::Column::UserId, tag::Column::Name])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    let tag_ids: Vec<i64> = tag::Entity::find()
+        .select_only()
+        .column(tag::Column::Id)
+        .filter(tag::Column::UserId.eq(user_id))
+        .filter(tag::Column::Name.is_in(names.iter().map(String::as_str)))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    task_tag::Entity::insert_many(tag_ids.into_iter().map(|tag_id| task_tag::ActiveModel {
+        task_id: Set(task_id),
+        tag_id: Set(tag_id),
+        ..Default::default()
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// The user's tags that are on at least one task, most used first.
+pub async fn tag_counts(db: &DatabaseConnection, user_id: &str) -> Result<Vec<TagCount>, ApiError> {
+    let count = task_tag::Column::TaskId.count();
+    let rows: Vec<(String, i64)> = tag::Entity::find()
+        .select_only()
+        .column(tag::Column::Name)
+        .column_as(count.clone(), "count")
+        .join(JoinType::InnerJoin, task_tag::Relation::Tag.def().rev())
+        .filter(tag::Column::UserId.eq(user_id))
+        .group_by(tag::Column::Id)
+        .group_by(tag::Column::Name)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut counts: Vec<TagCount> = rows
+        .into_iter()
+        .map(|(name, count)| TagCount { name, count })
+        .collect();
+    counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    Ok(counts)
+}
+
+/// Counts for a dashboard, in one query. Overdue: not completed and due
+/// before now.
+pub async fn stats(db: &DatabaseConnection, user_id: &str) -> Result<TaskStats, ApiError> {
+    use task::Column as C;
+    let count_where =
+        |condition: Expr| Expr::from(Func::count(Expr::case(condition, Expr::val(1))));
+    let overdue = C::Completed.eq(false).and(C::DueDate.lt(now()));
+    let (total, completed, overdue): (i64, i64, i64) = task::Entity::find()
+        .select_only()
+        .column_as(C::Id.count(), "total")
+        .column_as(count_where(C::Completed.eq(true)), "completed")
+        .column_as(count_where(overdue), "overdue")
+        .filter(C::UserId.eq(user_id))
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or_default();
+    Ok(TaskStats {
+        total,
+        completed,
+        pending: total - completed,
+        overdue,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_in_user_input_are_escaped() {
+        assert_eq!(escape_like(r"50%_off\now"), r"50\%\_off\\now");
+    }
+}
