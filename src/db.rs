@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, sqlx};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, sqlx,
+    sqlx::sqlite::SqliteJournalMode,
+};
 
 use crate::config::Config;
 
@@ -16,8 +19,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(config.database_acquire_timeout)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
-            // Wait briefly for a lock held by another process, then answer 503.
-            opts.busy_timeout(Duration::from_secs(2))
+            // WAL lets other processes read while the service writes; a lock
+            // held by another writer is waited for briefly, then answered 503.
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(2))
         });
     if config.database_url.starts_with("sqlite:") {
         // SQLite takes one writer at a time; one connection queues requests in
@@ -34,8 +39,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 /// pool reconnects on its own once the database is back.
 pub fn is_unavailable(err: &DbErr) -> bool {
     let runtime = match err {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        // No connection could be had: refused, timed out, or the server said
+        // no (e.g. "database is not accepting connections").
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
         _ => return false,
     };
     let RuntimeErr::SqlxError(sqlx_err) = runtime else {
@@ -67,6 +74,6 @@ pub fn is_unavailable(err: &DbErr) -> bool {
                     || code == "3D000"
             }
         }
-        _ => matches!(err, DbErr::Conn(_)),
+        _ => false,
     }
 }

@@ -1,1 +1,16 @@
+//! Black-box tests of the HTTP API. Each test builds the app with the same
+//! `build_app` as `main`, on a fresh database of its own, and runs once on
+//! SQLite and once on PostgreSQL (when `TEST_DATABASE_URL` is set).
 
+mod helpers;
+
+mod auth;
+mod availability;
+mod concurrency;
+mod errors;
+mod isolation;
+mod listing;
+mod openapi;
+mod summaries;
+mod tasks;
+mod validation;

@@ -1,0 +1,328 @@
+//! Test harness: a fresh database per test, the real app, and helpers that
+//! read as the user's actions.
+
+use std::time::Duration;
+
+use poem::{
+    endpoint::BoxEndpoint,
+    http::{HeaderMap, Method, StatusCode},
+    test::{TestClient, TestRequestBuilder},
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
+use todo_api::{
+    app::build_app,
+    auth::{Claims, mint_token},
+    config::Config,
+};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database made for one test and removed after it.
+enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let TestDatabase::Postgres { admin_url, name } = self else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                        ))
+                        .await;
+                }
+            });
+        })
+        .join()
+        .expect("drop test database");
+    }
+}
+
+pub struct TestApp {
+    pub client: TestClient<BoxEndpoint<'static>>,
+    /// A connection of the test's own, to check what the API stored.
+    pub db: DatabaseConnection,
+    pub backend: Backend,
+    pub database_url: String,
+    database: TestDatabase,
+}
+
+impl TestApp {
+    /// The app on a fresh, migrated database; `None` for PostgreSQL when
+    /// `TEST_DATABASE_URL` is not set (outside CI, where that is an error).
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (database_url, database) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+                (url, TestDatabase::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "CI must run the PostgreSQL tests: set TEST_DATABASE_URL"
+                    );
+                    eprintln!("skipped on PostgreSQL: TEST_DATABASE_URL is not set");
+                    return None;
+                };
+                let name = format!("todo_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                (url.to_string(), TestDatabase::Postgres { admin_url, name })
+            }
+        };
+        let mut config = Config::new(&database_url);
+        config.better_auth_secret = Some(SECRET.into());
+        config.database_acquire_timeout = Duration::from_secs(2);
+        configure(&mut config);
+        let app = build_app(&config).await.expect("build app");
+        let db = Database::connect(&database_url)
+            .await
+            .expect("test connection");
+        Some(Self {
+            client: TestClient::new(app.endpoint),
+            db,
+            backend,
+            database_url,
+            database,
+        })
+    }
+
+    /// A signed-in user with a valid token for `id`.
+    pub fn user(&self, id: &str) -> User<'_> {
+        let claims = Claims {
+            sub: id.into(),
+            email: Some(format!("{id}@example.com")),
+            name: Some(format!("User {id}")),
+        };
+        User {
+            app: self,
+            id: id.into(),
+            token: mint_token(SECRET.as_bytes(), &claims, Duration::from_secs(3600)),
+        }
+    }
+
+    /// Name of the PostgreSQL database, for tests that take it away.
+    pub fn postgres_database(&self) -> Option<(&str, &str)> {
+        match &self.database {
+            TestDatabase::Postgres { admin_url, name } => Some((admin_url, name)),
+            TestDatabase::Sqlite(_) => None,
+        }
+    }
+}
+
+/// A user acting through the API with a valid token.
+pub struct User<'a> {
+    pub app: &'a TestApp,
+    pub id: String,
+    pub token: String,
+}
+
+impl User<'_> {
+    /// A request to `/api/{id}{path}` with this user's token.
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> TestRequestBuilder<'_, BoxEndpoint<'static>> {
+        self.request_as(method, &self.id, path)
+    }
+
+    /// A request with this user's token to another user's path.
+    pub fn request_as(
+        &self,
+        method: Method,
+        path_user: &str,
+        path: &str,
+    ) -> TestRequestBuilder<'_, BoxEndpoint<'static>> {
+        self.app
+            .client
+            .request(method, format!("/api/{path_user}{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        send(self.request(Method::POST, path).body_json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        send(self.request(Method::PUT, path).body_json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        send(self.request(Method::PATCH, path).body_json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn toggle(&self, task_id: i64) -> Reply {
+        send(self.request(Method::PATCH, &format!("/tasks/{task_id}/complete"))).await
+    }
+
+    /// Creates a task and returns it, failing the test unless it is a 201.
+    pub async fn create(&self, body: Value) -> Value {
+        let reply = self.post("/tasks", body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create failed: {}",
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Creates tasks with these titles, in order; returns their ids.
+    pub async fn create_titled(&self, titles: &[&str]) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for title in titles {
+            ids.push(id_of(
+                &self.create(serde_json::json!({ "title": title })).await,
+            ));
+        }
+        ids
+    }
+
+    /// Every task of this user, all pages, via the API.
+    pub async fn all_tasks(&self) -> Vec<Value> {
+        let reply = self.get("/tasks?limit=100&sort=created_at&order=asc").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["items"].as_array().expect("items").clone()
+    }
+}
+
+/// A response with its body parsed as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem document with this status; returns it.
+    #[track_caller]
+    pub fn problem(&self, status: StatusCode) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "problem content type"
+        );
+        assert_eq!(
+            self.body["status"],
+            status.as_u16(),
+            "problem status: {}",
+            self.body
+        );
+        assert_eq!(self.body["type"], "about:blank");
+        assert!(
+            self.body["title"].is_string(),
+            "problem title: {}",
+            self.body
+        );
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "problem detail: {}",
+            self.body
+        );
+        &self.body
+    }
+
+    /// Asserts a 422 and returns the `field` names of its errors.
+    #[track_caller]
+    pub fn invalid_fields(&self) -> Vec<String> {
+        let body = self.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        body["errors"]
+            .as_array()
+            .expect("422 carries errors")
+            .iter()
+            .map(|e| {
+                assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+                e["field"].as_str().expect("field").to_owned()
+            })
+            .collect()
+    }
+}
+
+pub async fn send(request: TestRequestBuilder<'_, BoxEndpoint<'static>>) -> Reply {
+    let response = request.send().await.0;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().into_bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn id_of(task: &Value) -> i64 {
+    task["id"].as_i64().expect("task id")
+}
+
+pub fn ids(tasks: &Value) -> Vec<i64> {
+    tasks.as_array().expect("array").iter().map(id_of).collect()
+}
+
+/// Skips the rest of a test when its backend is not configured.
+#[macro_export]
+macro_rules! spawn_or_skip {
+    ($backend:expr) => {
+        match $crate::helpers::TestApp::spawn($backend).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
+}
