@@ -17,6 +17,8 @@ pub const MAX_SUBJECT_CHARS: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id; the `user_id` in every `/api/{user_id}/...` path must equal it.
+    /// Missing reads as empty, which `verify` rejects with a clear reason.
+    #[serde(default)]
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -46,6 +48,16 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        // `alg: none` and unknown algorithms fail here, before any key is chosen.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            ApiError::Unauthorized("token is malformed or its `alg` is not supported".into())
+        })?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(ApiError::Unauthorized(format!(
+                "token algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|err| ApiError::Unauthorized(rejection_reason(err.kind())))?
             .claims;
@@ -72,7 +84,9 @@ fn rejection_reason(kind: &ErrorKind) -> String {
         ErrorKind::InvalidClaimFormat(claim) => format!("token claim `{claim}` has the wrong type"),
         ErrorKind::InvalidIssuer => "token issuer is not accepted".into(),
         ErrorKind::InvalidAudience => "token audience is not accepted".into(),
-        ErrorKind::Json(_) => "token claims are not the expected JSON".into(),
+        ErrorKind::Json(_) => {
+            "token claims are not the expected JSON (`sub`, `email`, `name` must be strings)".into()
+        }
         _ => "token is malformed".into(),
     }
 }

@@ -1,1 +1,119 @@
-//! TODO
+//! The database going away: clients get 503 problems (never a 500 or a hang),
+//! and the service recovers by itself when the database is back.
+
+use poem::http::StatusCode;
+use rstest::rstest;
+use sea_orm::{ConnectionTrait, Database, EntityTrait, sqlx::Connection};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, send};
+use crate::spawn_or_skip;
+
+#[rstest]
+#[tokio::test]
+async fn health_reports_the_database(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let reply = send(app.client.get("/health")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, json!({"status": "ok", "database": "ok"}));
+}
+
+/// PostgreSQL stops accepting connections to the database and drops the
+/// open ones, as during a failover, then comes back.
+#[tokio::test]
+async fn postgres_outage_is_503_and_recovers_without_restart() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let alice = app.user("alice");
+    let id = crate::helpers::id_of(&alice.create(json!({"title": "survives"})).await);
+    let (admin_url, name) = app.postgres_database().unwrap();
+    let admin = Database::connect(admin_url).await.unwrap();
+    app.db.clone().close().await.ok();
+
+    admin
+        .execute_unprepared(&format!(
+            r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false"#
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+
+    let health = send(app.client.get("/health")).await;
+    health.problem(StatusCode::SERVICE_UNAVAILABLE);
+    let list = alice.get("/tasks").await;
+    list.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(list.header("retry-after").is_some());
+    alice
+        .post("/tasks", json!({"title": "during outage"}))
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
+
+    admin
+        .execute_unprepared(&format!(
+            r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true"#
+        ))
+        .await
+        .unwrap();
+
+    let health = send(app.client.get("/health")).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    let titles: Vec<_> = alice
+        .all_tasks()
+        .await
+        .iter()
+        .map(|t| t["title"].clone())
+        .collect();
+    assert_eq!(
+        titles,
+        [json!("survives")],
+        "nothing lost, nothing half-written"
+    );
+    assert_eq!(alice.toggle(id).await.status, StatusCode::OK);
+}
+
+/// Another process holds SQLite's write lock longer than the busy timeout:
+/// writes get 503, reads go on (WAL), and writes work again once released.
+#[tokio::test]
+async fn sqlite_write_lock_is_503_for_writers_and_recovers() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let alice = app.user("alice");
+    alice.create(json!({"title": "before"})).await;
+
+    let mut other_process = sea_orm::sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+
+    let write = alice.post("/tasks", json!({"title": "blocked"})).await;
+    write.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(write.header("retry-after").is_some());
+    let read = alice.get("/tasks").await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["total"], 1);
+
+    sea_orm::sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+
+    alice.create(json!({"title": "after"})).await;
+    let titles: Vec<_> = entity::task::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.title)
+        .collect();
+    assert_eq!(titles, ["before", "after"]);
+}
