@@ -11,6 +11,7 @@ mod errors;
 mod isolation;
 mod listing;
 mod openapi;
+mod server;
 mod summaries;
 mod tasks;
 mod validation;

@@ -1,0 +1,144 @@
+//! The real binary over a real socket: request logging with request ids, and
+//! graceful shutdown that lets in-flight requests finish.
+
+use std::{
+    net::TcpListener as StdListener,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use rstest::rstest;
+use sea_orm::{ConnectionTrait, Database, EntityTrait, TransactionTrait, sqlx::Connection};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::helpers::{Backend, SECRET};
+use crate::spawn_or_skip;
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the raw response.
+async fn http(port: u16, request: String) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+async fn wait_until_listening(port: u16) {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not start listening");
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let token = app.user("alice").token;
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", &app.database_url)
+        .env("BETTER_AUTH_SECRET", SECRET)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+
+    // Hold a lock that makes the next create wait inside the server.
+    let lock: Box<dyn std::any::Any + Send> = match backend {
+        Backend::Sqlite => {
+            let mut conn = sea_orm::sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        Backend::Postgres => {
+            let db = Database::connect(&app.database_url).await.unwrap();
+            let txn = db.begin().await.unwrap();
+            txn.execute_unprepared("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            Box::new((db, txn))
+        }
+    };
+    let body = json!({"title": "in flight"}).to_string();
+    let in_flight = tokio::spawn(http(
+        port,
+        format!(
+            "POST /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: shutdown-test-1\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock); // rolls back / releases: the waiting insert proceeds
+
+    let response = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the in-flight request finished")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-request-id: shutdown-test-1")
+    );
+
+    let output = tokio::task::spawn_blocking(move || server.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "clean exit after SIGTERM: {:?}",
+        output.status
+    );
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let line: Value = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["operation"] == "createTask")
+        .unwrap_or_else(|| panic!("a log line for the request in:\n{logs}"));
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["path"], "/api/alice/tasks");
+    assert_eq!(line["status"], 201);
+    assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    assert_eq!(line["span"]["request_id"], "shutdown-test-1", "{line}");
+
+    let stored = entity::task::Entity::find().all(&app.db).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].title, "in flight");
+}
