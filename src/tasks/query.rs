@@ -366,7 +366,6 @@ async fn link_tags(
     task_tag::Entity::insert_many(tag_ids.into_iter().map(|tag_id| task_tag::ActiveModel {
         task_id: Set(task_id),
         tag_id: Set(tag_id),
-        ..Default::default()
     }))
     .exec_without_returning(txn)
     .await?;

@@ -53,7 +53,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(
     let app = spawn_or_skip!(backend);
     let token = app.user("alice").token;
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+    let server = Command::new(env!("CARGO_BIN_EXE_todo-api"))
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", &app.database_url)
