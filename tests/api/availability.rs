@@ -117,3 +117,38 @@ async fn sqlite_write_lock_is_503_for_writers_and_recovers() {
         .collect();
     assert_eq!(titles, ["before", "after"]);
 }
+
+/// Neon-style URLs carry `sslmode=require`: the service must connect over
+/// TLS (rustls) and work as usual.
+#[tokio::test]
+async fn postgres_with_sslmode_require_connects_over_tls() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |config| {
+        config.database_url.push_str("?sslmode=require");
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.user("alice");
+    alice.create(json!({"title": "over TLS"})).await;
+    assert_eq!(alice.all_tasks().await.len(), 1);
+
+    let (admin_url, name) = app.postgres_database().unwrap();
+    let admin = Database::connect(admin_url).await.unwrap();
+    let row = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            format!(
+                "SELECT count(*) FILTER (WHERE s.ssl) AS tls \
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = '{name}' AND a.pid <> pg_backend_pid()"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.try_get::<i64>("", "tls").unwrap() >= 1,
+        "the app's connections use TLS"
+    );
+}
