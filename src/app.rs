@@ -146,7 +146,12 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", %request_id);
     let started = Instant::now();
-    let mut response = next.get_response(req).instrument(span.clone()).await;
+    // The inner catch-all sits inside CORS so that error responses get CORS
+    // headers; what CORS itself refuses is converted here.
+    let mut response = match next.call(req).instrument(span.clone()).await {
+        Ok(response) => response.into_response(),
+        Err(err) => problem_for(err).await,
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let operation = response.data::<OperationId>().map(|id| id.0).unwrap_or("-");
     tracing::info!(

@@ -4,8 +4,11 @@
 use std::{borrow::Cow, marker::PhantomData};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::{
     Object,
+    error::ParseRequestPayloadError,
+    payload::{Json, ParsePayload, Payload},
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
 };
@@ -70,21 +73,20 @@ impl ParseFromParameter for Timestamp {
     }
 }
 
-/// A request body taken as raw JSON and validated by the `tasks` module, so
-/// that a field of the wrong type is a 422 naming that field instead of the
-/// framework's plain 400. The published schema is `T`'s.
+/// A JSON request body kept as raw JSON for the `tasks` module to validate,
+/// so that a field of the wrong type is a 422 naming that field instead of
+/// the framework's first-error 400. The published schema is `T`'s; bodies
+/// that are empty or not JSON at all are still a 400.
 pub struct JsonBody<T> {
     pub value: Value,
     schema: PhantomData<fn() -> T>,
 }
 
-impl<T: Type> Type for JsonBody<T> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Value;
-    type RawElementValueType = Value;
+impl<T: Type> Payload for JsonBody<T> {
+    const CONTENT_TYPE: &'static str = Json::<T>::CONTENT_TYPE;
 
-    fn name() -> Cow<'static, str> {
-        T::name()
+    fn check_content_type(content_type: &str) -> bool {
+        Json::<T>::check_content_type(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -94,26 +96,30 @@ impl<T: Type> Type for JsonBody<T> {
     fn register(registry: &mut Registry) {
         T::register(registry);
     }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(&self.value)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(&self.value))
-    }
 }
 
-impl<T: Type> ParseFromJSON for JsonBody<T> {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+impl<T: Type> ParsePayload for JsonBody<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = Vec::<u8>::from_request(request, body).await?;
+        if bytes.is_empty() {
+            return Err(ParseRequestPayloadError {
+                reason: "the body is empty".into(),
+            }
+            .into());
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|err| ParseRequestPayloadError {
+            reason: err.to_string(),
+        })?;
         Ok(Self {
-            value: value.unwrap_or_default(),
+            value,
             schema: PhantomData,
         })
     }
 }
+
+poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type);
 
 /// A task, as every task endpoint returns it.
 #[derive(Debug, Clone, Object)]

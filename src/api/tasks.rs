@@ -146,7 +146,7 @@ impl TasksApi {
         auth: BearerAuth,
         /// Your user id (the token's `sub`).
         user_id: Path<String>,
-        body: Json<JsonBody<NewTask>>,
+        body: JsonBody<NewTask>,
     ) -> Result<CreatedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let draft = TaskDraft::from_json(&body.value, false)?;
@@ -197,7 +197,7 @@ impl TasksApi {
         user_id: Path<String>,
         /// The task's id.
         task_id: Path<i64>,
-        body: Json<JsonBody<TaskReplacement>>,
+        body: JsonBody<TaskReplacement>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from(TaskDraft::from_json(&body.value, true)?);
@@ -222,7 +222,7 @@ impl TasksApi {
         user_id: Path<String>,
         /// The task's id.
         task_id: Path<i64>,
-        body: Json<JsonBody<TaskPatch>>,
+        body: JsonBody<TaskPatch>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from_json(&body.value)?;

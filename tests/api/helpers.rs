@@ -61,7 +61,6 @@ pub struct TestApp {
     pub client: TestClient<BoxEndpoint<'static>>,
     /// A connection of the test's own, to check what the API stored.
     pub db: DatabaseConnection,
-    pub backend: Backend,
     pub database_url: String,
     database: TestDatabase,
 }
@@ -114,7 +113,6 @@ impl TestApp {
         Some(Self {
             client: TestClient::new(app.endpoint),
             db,
-            backend,
             database_url,
             database,
         })
