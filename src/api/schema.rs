@@ -189,23 +189,12 @@ pub struct NewTask {
 }
 
 /// A full replacement of a task: absent optional fields are reset to their
-/// defaults, except `completed`, which is kept when absent.
+/// defaults (no description, `medium`, no due date, no tags), except
+/// `completed`, which is kept when absent.
 #[derive(Debug, Clone, Object)]
 pub struct TaskReplacement {
-    /// 1 to 200 characters after trimming surrounding whitespace.
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub title: String,
-    /// Up to 1000 characters, or `null`.
-    #[oai(nullable, validator(max_length = 1000))]
-    pub description: Option<String>,
-    /// Defaults to `medium`.
-    pub priority: Option<Priority>,
-    /// An RFC 3339 date-time, or `null`.
-    #[oai(nullable)]
-    pub due_date: Option<Timestamp>,
-    /// Up to 20 tags; replaces all of the task's tags (absent means none).
-    #[oai(validator(max_items = 20))]
-    pub tags: Option<Vec<String>>,
+    #[oai(flatten)]
+    pub task: NewTask,
     /// Completion state; unchanged when absent.
     pub completed: Option<bool>,
 }

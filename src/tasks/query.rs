@@ -91,10 +91,7 @@ pub async fn get(
         .one(db)
         .await?
         .ok_or_else(ApiError::task_not_found)?;
-    let tags = tags_of(db, &[task_id])
-        .await?
-        .remove(&task_id)
-        .unwrap_or_default();
+    let tags = tags_of_task(db, task_id).await?;
     Ok(TaskWithTags { task, tags })
 }
 
@@ -158,10 +155,7 @@ pub async fn update(
             link_tags(&txn, user_id, task_id, &tags).await?;
             tags
         }
-        None => tags_of(&txn, &[task_id])
-            .await?
-            .remove(&task_id)
-            .unwrap_or_default(),
+        None => tags_of_task(&txn, task_id).await?,
     };
     txn.commit().await?;
     Ok(TaskWithTags { task, tags })
@@ -187,10 +181,7 @@ pub async fn toggle(
         .await?
         .pop()
         .ok_or_else(ApiError::task_not_found)?;
-    let tags = tags_of(db, &[task_id])
-        .await?
-        .remove(&task_id)
-        .unwrap_or_default();
+    let tags = tags_of_task(db, task_id).await?;
     Ok(TaskWithTags { task, tags })
 }
 
@@ -330,6 +321,13 @@ async fn tags_of(
     // database's collation.
     tags.values_mut().for_each(|names| names.sort());
     Ok(tags)
+}
+
+async fn tags_of_task(db: &impl ConnectionTrait, task_id: i64) -> Result<Vec<String>, DbErr> {
+    Ok(tags_of(db, &[task_id])
+        .await?
+        .remove(&task_id)
+        .unwrap_or_default())
 }
 
 /// Attaches normalised tag names to a task, creating the user's tags that do
