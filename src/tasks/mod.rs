@@ -114,10 +114,10 @@ impl Default for TaskFilter {
 
 impl TaskFilter {
     /// Adds the free-text filters, normalised the way stored values are.
-    /// An empty `q` filters nothing.
     pub fn with_text(mut self, tag: Option<String>, q: Option<String>) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        if let Some(tag) = tag {
+        // Empty values filter nothing, as frontends send `?tag=&q=` for "any".
+        if let Some(tag) = tag.filter(|tag| !tag.trim().is_empty()) {
             match normalize_tag(&tag) {
                 Ok(tag) => self.tag = Some(tag),
                 Err(message) => errors.push(FieldError::new("tag", message)),

@@ -965,3 +965,24 @@ async fn the_list_shows_only_the_callers_own_tasks(
     reply.problem(StatusCode::FORBIDDEN);
     assert!(reply.body.get("items").is_none());
 }
+
+#[rstest]
+#[tokio::test]
+async fn empty_tag_and_q_filter_nothing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let untagged = id_of(&alice.create(json!({"title": "untagged"})).await);
+    let tagged = id_of(
+        &alice
+            .create(json!({"title": "tagged", "tags": ["work"]}))
+            .await,
+    );
+
+    for query in ["?tag=", "?q=", "?tag=&q=", "?tag=%20%20"] {
+        let (ids, total) = listed(&alice, query).await;
+        assert_eq!(ids, [tagged, untagged], "{query}");
+        assert_eq!(total, 2, "{query}");
+    }
+}
