@@ -14,7 +14,7 @@ use crate::auth::Claims;
 
 /// How many users' last-stored profiles are remembered before the memory is
 /// cleared; an evicted user costs one idempotent upsert on the next request.
-const REMEMBERED_USERS: usize = 50_000;
+const REMEMBERED_USERS: usize = 10_000;
 
 /// Longest email or name claim stored; longer values are ignored rather than cut.
 const MAX_PROFILE_CHARS: usize = 320;
