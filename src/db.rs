@@ -31,7 +31,23 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     } else {
         options.max_connections(config.database_max_connections);
     }
-    Database::connect(options).await
+    let mut db = Database::connect(options).await?;
+    db.set_metric_callback(log_query);
+    Ok(db)
+}
+
+/// Queries at least this slow are logged at `warn`; the rest at `trace`
+/// (`RUST_LOG=todo_api::db=trace` shows every statement).
+const SLOW_QUERY: Duration = Duration::from_millis(200);
+
+fn log_query(info: &sea_orm::metric::Info<'_>) {
+    let elapsed_ms = info.elapsed.as_secs_f64() * 1000.0;
+    let sql = &info.statement.sql;
+    if info.elapsed >= SLOW_QUERY {
+        tracing::warn!(elapsed_ms, failed = info.failed, %sql, "slow query");
+    } else {
+        tracing::trace!(elapsed_ms, failed = info.failed, %sql, "query");
+    }
 }
 
 /// True when the error means the database cannot be reached or is shutting

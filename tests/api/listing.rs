@@ -986,3 +986,53 @@ async fn empty_tag_and_q_filter_nothing(
         assert_eq!(total, 2, "{query}");
     }
 }
+
+/// Counts the statements the app sends to the database (`todo_api::db`
+/// events) while a future runs.
+#[derive(Clone, Default)]
+struct QueryCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "todo_api::db" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+async fn queries_for_one_page(user: &User<'_>, query: &str) -> usize {
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::layer::SubscriberExt;
+    let counter = QueryCounter::default();
+    let subscriber = tracing_subscriber::registry().with(counter.clone());
+    let body = page(user, query).with_subscriber(subscriber).await;
+    assert!(body["items"].is_array());
+    counter.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_page_costs_the_same_few_queries_whatever_its_size(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    alice
+        .create(json!({"title": "first", "tags": ["a", "b"]}))
+        .await;
+    page(&alice, "").await;
+
+    let one_task = queries_for_one_page(&alice, "?limit=100").await;
+    for n in 0..99 {
+        alice
+            .create(json!({"title": format!("task {n}"), "tags": ["a", format!("t{n}")]}))
+            .await;
+    }
+    let hundred_tasks = queries_for_one_page(&alice, "?limit=100").await;
+    let filtered = queries_for_one_page(&alice, "?limit=100&tag=a&q=task&sort=priority").await;
+
+    assert!(one_task > 0, "the counter sees the app's queries");
+    assert_eq!(hundred_tasks, one_task, "no query per task or per tag");
+    assert_eq!(filtered, one_task);
+    assert!(one_task <= 3, "count, page and tags: {one_task} queries");
+}
