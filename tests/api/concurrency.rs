@@ -158,11 +158,7 @@ async fn concurrent_toggles_each_take_effect_so_an_odd_number_flips_the_task_and
     let task = alice.get(&format!("/tasks/{id}")).await;
     assert_eq!(task.body["completed"], true, "{}", task.body);
     assert!(task.body["completed_at"].is_string(), "{}", task.body);
-    let stored = task::Entity::find_by_id(id)
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.stored_task(id).await.unwrap();
     assert!(stored.completed);
     assert!(stored.completed_at.is_some());
 
@@ -191,11 +187,7 @@ async fn concurrent_toggles_each_take_effect_so_an_odd_number_flips_the_task_and
     let task = alice.get(&format!("/tasks/{id}")).await;
     assert_eq!(task.body["completed"], false, "{}", task.body);
     assert_eq!(task.body["completed_at"], json!(null));
-    let stored = task::Entity::find_by_id(id)
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.stored_task(id).await.unwrap();
     assert!(!stored.completed);
     assert_eq!(stored.completed_at, None);
 }
@@ -255,11 +247,7 @@ async fn concurrent_patches_of_different_fields_of_one_task_are_all_applied(
             "round {round}"
         );
 
-        let stored = task::Entity::find_by_id(id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.stored_task(id).await.unwrap();
         assert_eq!(stored.title, format!("Title {round}"));
         assert_eq!(stored.title_search, format!("title {round}"));
         assert_eq!(

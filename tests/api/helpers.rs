@@ -132,6 +132,16 @@ impl TestApp {
         }
     }
 
+    /// The task's row as stored, read with the test's own connection; `None`
+    /// when it does not exist.
+    pub async fn stored_task(&self, id: i64) -> Option<entity::task::Model> {
+        use sea_orm::EntityTrait;
+        entity::task::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .expect("read task row")
+    }
+
     /// Name of the PostgreSQL database, for tests that take it away.
     pub fn postgres_database(&self) -> Option<(&str, &str)> {
         match &self.database {

@@ -1,6 +1,5 @@
 //! The task lifecycle: create, read, replace, update, toggle, delete.
 
-use entity::task;
 use poem::http::StatusCode;
 use rstest::rstest;
 use sea_orm::EntityTrait;
@@ -50,11 +49,7 @@ async fn create_returns_201_with_the_task_and_its_location(
     assert!(created_at.ends_with('Z'), "{created_at}");
     assert_eq!(task["updated_at"], task["created_at"]);
 
-    let stored = task::Entity::find_by_id(id)
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.stored_task(id).await.unwrap();
     assert_eq!(stored.user_id, "alice");
     assert_eq!(stored.title, "Write report");
     assert_eq!(stored.priority, entity::Priority::High);
@@ -199,11 +194,7 @@ async fn toggle_flips_completion_and_sets_then_clears_completed_at(
     assert_eq!(reopened.body["completed"], false);
     assert_eq!(reopened.body["completed_at"], json!(null));
 
-    let stored = task::Entity::find_by_id(id)
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.stored_task(id).await.unwrap();
     assert!(!stored.completed);
     assert_eq!(stored.completed_at, None);
 }
@@ -232,13 +223,7 @@ async fn delete_removes_the_task_and_answers_204_then_404(
         .delete(&format!("/tasks/{}", ids[1]))
         .await
         .problem(StatusCode::NOT_FOUND);
-    assert!(
-        task::Entity::find_by_id(ids[1])
-            .one(&app.db)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(app.stored_task(ids[1]).await.is_none());
     assert!(
         entity::task_tag::Entity::find()
             .all(&app.db)

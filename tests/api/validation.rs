@@ -220,11 +220,7 @@ async fn title_of_200_code_points_is_accepted_and_201_rejected_in_any_script(
         .await
         {
             assert_eq!(written["title"], longest, "200 × {unit:?} is kept whole");
-            let stored = task::Entity::find_by_id(id_of(&written))
-                .one(&app.db)
-                .await
-                .unwrap()
-                .unwrap();
+            let stored = app.stored_task(id_of(&written)).await.unwrap();
             assert_eq!(stored.title, longest, "200 × {unit:?} is stored whole");
         }
     }
@@ -259,11 +255,7 @@ async fn surrounding_whitespace_is_trimmed_from_the_title_and_not_counted(
             assert_accepted(&alice, &seeded, "title", json!(sent), &format!("{sent:?}")).await
         {
             assert_eq!(written["title"], json!(kept), "{sent:?} is stored trimmed");
-            let stored = task::Entity::find_by_id(id_of(&written))
-                .one(&app.db)
-                .await
-                .unwrap()
-                .unwrap();
+            let stored = app.stored_task(id_of(&written)).await.unwrap();
             assert_eq!(stored.title, kept, "{sent:?} is stored trimmed");
         }
     }
@@ -323,11 +315,7 @@ async fn description_of_1000_code_points_is_accepted_and_1001_rejected(
         .await
         {
             assert_eq!(written["description"], longest);
-            let stored = task::Entity::find_by_id(id_of(&written))
-                .one(&app.db)
-                .await
-                .unwrap()
-                .unwrap();
+            let stored = app.stored_task(id_of(&written)).await.unwrap();
             assert_eq!(stored.description.as_deref(), Some(longest.as_str()));
         }
     }
@@ -369,11 +357,7 @@ async fn a_null_description_is_accepted_and_clears_it(
 
     for written in assert_accepted(&alice, &seeded, "description", json!(null), "null").await {
         assert_eq!(written["description"], json!(null));
-        let stored = task::Entity::find_by_id(id_of(&written))
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.stored_task(id_of(&written)).await.unwrap();
         assert_eq!(stored.description, None);
     }
 }
@@ -804,11 +788,7 @@ async fn sql_and_markup_in_strings_are_stored_and_read_back_verbatim(
     for written in [&sql, &markup.body, &replaced.body] {
         let id = id_of(written);
         assert_eq!(&alice.get(&format!("/tasks/{id}")).await.body, written);
-        let stored = task::Entity::find_by_id(id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.stored_task(id).await.unwrap();
         assert_eq!(stored.title, written["title"].as_str().unwrap());
         assert_eq!(
             stored.description.as_deref(),
@@ -903,11 +883,7 @@ async fn a_rejected_write_applies_none_of_its_valid_fields(
         tags_before,
         "no tag is created by a rejected write"
     );
-    let stored = task::Entity::find_by_id(id_of(&seeded))
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.stored_task(id_of(&seeded)).await.unwrap();
     assert_eq!(stored.title, "Seed");
     assert!(!stored.completed);
     assert_eq!(stored.completed_at, None);
