@@ -47,9 +47,11 @@ pub struct App {
 /// Connects to the database, applies pending migrations (unless
 /// `RUN_MIGRATIONS=false`), and assembles routes and middleware.
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
-    let secret = config
-        .secret_bytes()
-        .context("BETTER_AUTH_SECRET is required to verify tokens")?;
+    anyhow::ensure!(
+        config.secret_bytes().is_some() || config.jwks_location().is_some(),
+        "no way to verify tokens: set BETTER_AUTH_URL (or JWKS_URL) for Better Auth's \
+         JWT plugin, and/or BETTER_AUTH_SECRET for HS256 tokens"
+    );
     let db = db::connect(config).await.with_context(|| {
         format!(
             "cannot connect to DATABASE_URL ({})",
@@ -61,9 +63,10 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
             .await
             .context("database migration failed")?;
     }
+    let verifier = TokenVerifier::from_config(config).expect("checked above");
     let state = AppState {
         db,
-        verifier: Arc::new(TokenVerifier::hs256(secret, config.jwt_leeway_secs)),
+        verifier: Arc::new(verifier),
         users: Arc::new(KnownUsers::default()),
     };
     let endpoint = routes(state.clone(), &config.cors_origins);

@@ -5,6 +5,7 @@ use std::{net::IpAddr, time::Duration};
 
 use clap::{ArgAction, Args, ValueEnum, builder::BoolishValueParser};
 use secrecy::{ExposeSecret, SecretString};
+use url::Url;
 
 /// Default database: a SQLite file next to the binary's working directory,
 /// created on first start.
@@ -25,13 +26,39 @@ pub struct Config {
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub database_acquire_timeout: Duration,
 
-    /// Shared HS256 secret of Better Auth (at least 32 bytes). Unset: a random one per run.
+    /// Shared secret for HS256 tokens (at least 32 bytes). Unset with no JWKS
+    /// configured: a random one per run, for a demo.
     #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub better_auth_secret: Option<SecretString>,
+
+    /// Base URL of the Better Auth server, e.g. `https://app.example.com`: enables
+    /// its JWKS (`{url}/api/auth/jwks`) and is the expected `iss` and `aud`.
+    #[arg(long, env = "BETTER_AUTH_URL", value_parser = parse_http_url)]
+    pub better_auth_url: Option<Url>,
+
+    /// JWKS location, when it is not `{BETTER_AUTH_URL}/api/auth/jwks`.
+    #[arg(long, env = "JWKS_URL", value_parser = parse_http_url)]
+    pub jwks_url: Option<Url>,
+
+    /// Expected `iss` claim (default: BETTER_AUTH_URL, for JWKS tokens).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Comma-separated accepted `aud` values (default: BETTER_AUTH_URL, for JWKS tokens).
+    #[arg(long, env = "JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
 
     /// Clock skew tolerated when checking a token's `exp`, in seconds.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 60)]
     pub jwt_leeway_secs: u64,
+
+    /// How often the JWKS is fetched again, so removed keys stop working.
+    #[arg(long, env = "JWKS_REFRESH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh_interval: Duration,
+
+    /// Least time between two JWKS fetches caused by tokens with an unknown `kid`.
+    #[arg(long, env = "JWKS_UNKNOWN_KID_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwks_unknown_kid_cooldown: Duration,
 
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
@@ -70,7 +97,13 @@ impl Config {
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(5),
             better_auth_secret: None,
+            better_auth_url: None,
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: Vec::new(),
             jwt_leeway_secs: 60,
+            jwks_refresh_interval: Duration::from_secs(300),
+            jwks_unknown_kid_cooldown: Duration::from_secs(30),
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             cors_origins: vec!["http://localhost:3000".into()],
@@ -79,11 +112,53 @@ impl Config {
         }
     }
 
+    /// Where Better Auth publishes its public keys, if JWKS tokens are enabled.
+    pub fn jwks_location(&self) -> Option<Url> {
+        self.jwks_url.clone().or_else(|| {
+            let base = self.better_auth_url.as_ref()?;
+            let path = format!("{}/api/auth/jwks", base.path().trim_end_matches('/'));
+            let mut url = base.clone();
+            url.set_path(&path);
+            Some(url)
+        })
+    }
+
+    /// Accepted `iss` values for JWKS tokens: JWT_ISSUER, else Better Auth's base
+    /// URL (with and without a trailing slash, as it may be written either way).
+    pub fn jwks_issuers(&self) -> Vec<String> {
+        match (&self.jwt_issuer, &self.better_auth_url) {
+            (Some(issuer), _) => vec![issuer.clone()],
+            (None, Some(base)) => base_url_spellings(base),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Accepted `aud` values for JWKS tokens: JWT_AUDIENCE, else Better Auth's base URL.
+    pub fn jwks_audiences(&self) -> Vec<String> {
+        match (&self.jwt_audience[..], &self.better_auth_url) {
+            ([], Some(base)) => base_url_spellings(base),
+            (audiences, _) => audiences.to_vec(),
+        }
+    }
+
     pub fn secret_bytes(&self) -> Option<&[u8]> {
         self.better_auth_secret
             .as_ref()
             .map(|secret| secret.expose_secret().as_bytes())
     }
+}
+
+fn base_url_spellings(base: &Url) -> Vec<String> {
+    let bare = base.as_str().trim_end_matches('/').to_owned();
+    vec![format!("{bare}/"), bare]
+}
+
+fn parse_http_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value.trim()).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("`{value}` is not an http(s) URL"));
+    }
+    Ok(url)
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {
@@ -135,6 +210,42 @@ mod tests {
         assert!(parse_origin("https://a.example/app").is_err());
         assert!(parse_origin("https://a.example/").is_err());
         assert!(parse_origin("localhost:3000").is_err());
+    }
+
+    #[test]
+    fn better_auth_url_gives_jwks_location_issuer_and_audience() {
+        let mut config = Config::new("sqlite::memory:");
+        assert_eq!(config.jwks_location(), None);
+        assert!(config.jwks_issuers().is_empty() && config.jwks_audiences().is_empty());
+
+        config.better_auth_url = Some(parse_http_url("https://app.example.com").unwrap());
+        assert_eq!(
+            config.jwks_location().unwrap().as_str(),
+            "https://app.example.com/api/auth/jwks"
+        );
+        assert_eq!(
+            config.jwks_issuers(),
+            ["https://app.example.com/", "https://app.example.com"]
+        );
+        assert_eq!(config.jwks_audiences(), config.jwks_issuers());
+
+        config.better_auth_url = Some(parse_http_url("https://example.com/auth/").unwrap());
+        assert_eq!(
+            config.jwks_location().unwrap().as_str(),
+            "https://example.com/auth/api/auth/jwks"
+        );
+
+        config.jwks_url = Some(parse_http_url("https://keys.example.com/jwks").unwrap());
+        config.jwt_issuer = Some("issuer".into());
+        config.jwt_audience = vec!["a".into(), "b".into()];
+        assert_eq!(
+            config.jwks_location().unwrap().as_str(),
+            "https://keys.example.com/jwks"
+        );
+        assert_eq!(config.jwks_issuers(), ["issuer"]);
+        assert_eq!(config.jwks_audiences(), ["a", "b"]);
+        assert!(parse_http_url("ftp://example.com").is_err());
+        assert!(parse_http_url("example.com").is_err());
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
+    /// No key set has been fetched from the auth server yet, so no token can be checked.
+    #[error("the auth server's keys (JWKS) cannot be fetched, so the token cannot be checked yet")]
+    AuthUnavailable,
     /// Any other client error the framework raised, with its own status.
     #[error("{1}")]
     Http(StatusCode, String),
@@ -103,7 +106,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Http(status, _) => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,7 +162,7 @@ impl IntoResponse for ApiError {
                         .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::AuthUnavailable => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, "5".parse().expect("valid header"));
@@ -210,7 +213,7 @@ fn problem_response(status: u16) -> MetaResponse {
             vec![],
         ),
         503 => (
-            "The database is unreachable; retry later.",
+            "The database, or the auth server's JWKS before its first fetch, is unreachable; retry later.",
             vec![header("Retry-After", "Seconds to wait before retrying.")],
         ),
         _ => unreachable!("undocumented problem status {status}"),

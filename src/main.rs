@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use todo_api::{
     api,
     app::{self, build_app},
-    auth::{Claims, mint_token},
+    auth::{Claims, mint_token, mint_token_for},
     config::Config,
     db, telemetry,
 };
@@ -106,14 +106,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let secret = config
                 .secret_bytes()
                 .context("set BETTER_AUTH_SECRET (env or .env) to the secret the server uses")?;
-            println!("{}", mint_token(secret, &Claims { sub, email, name }, ttl));
+            let claims = Claims { sub, email, name };
+            let issuer = config.jwt_issuer.as_deref();
+            let audience = config.jwt_audience.first().map(String::as_str);
+            println!("{}", mint_token_for(secret, &claims, ttl, issuer, audience));
             Ok(())
         }
     }
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let demo_secret = config.better_auth_secret.is_none().then(random_secret);
+    let demo_secret = (config.better_auth_secret.is_none() && config.jwks_location().is_none())
+        .then(random_secret);
     if let Some(secret) = &demo_secret {
         config.better_auth_secret = Some(SecretString::from(secret.clone()));
     }
@@ -151,9 +155,10 @@ fn print_demo_login(secret: &[u8], address: std::net::SocketAddr) {
     };
     let token = mint_token(secret, &claims, Duration::from_secs(24 * 3600));
     tracing::warn!(
-        "BETTER_AUTH_SECRET is not set: using a random secret for this run only. \
-         Tokens from your Better Auth server will be rejected, and tokens minted now \
-         stop working at restart. Set BETTER_AUTH_SECRET for anything but a demo."
+        "neither BETTER_AUTH_URL nor BETTER_AUTH_SECRET is set: using a random HS256 secret \
+         for this run only. Tokens from your Better Auth server will be rejected, and tokens \
+         minted now stop working at restart. Set BETTER_AUTH_URL (Better Auth's jwt() plugin) \
+         or BETTER_AUTH_SECRET for anything but a demo."
     );
     eprintln!(
         "\n  Demo token for user `demo-user` (valid 24h), for \"Authorize\" at http://{address}/docs:\n\n  {token}\n\n  Try: curl -H 'Authorization: Bearer {token}' http://{address}/api/demo-user/tasks\n"

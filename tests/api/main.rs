@@ -10,6 +10,8 @@ mod cli;
 mod concurrency;
 mod errors;
 mod isolation;
+mod jwks;
+mod jwks_server;
 mod listing;
 mod openapi;
 mod server;
