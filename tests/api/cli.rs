@@ -47,6 +47,11 @@ fn bad_configuration_stops_with_a_message_naming_the_variable() {
         ("RUN_MIGRATIONS", "perhaps"),
         ("LOG_FORMAT", "xml"),
         ("DATABASE_MAX_CONNECTIONS", "0"),
+        ("BETTER_AUTH_URL", "app.example.com"),
+        ("JWKS_URL", "ftp://keys.example.com/jwks"),
+        ("JWT_LEEWAY_SECS", "-5"),
+        ("JWKS_REFRESH_INTERVAL", "soon"),
+        ("JWKS_UNKNOWN_KID_COOLDOWN", "30 parsecs"),
     ];
     for (variable, value) in cases {
         let output = todo_api(&["openapi"], &[(variable, value)]);
@@ -91,6 +96,90 @@ async fn token_mints_a_token_the_api_accepts() {
     let without_secret = todo_api(&["token", "--sub", "carol"], &[]);
     assert!(!without_secret.status.success());
     assert!(String::from_utf8_lossy(&without_secret.stderr).contains("BETTER_AUTH_SECRET"));
+}
+
+#[tokio::test]
+async fn tokens_carry_the_configured_issuer_and_audience_which_the_api_then_requires() {
+    let app = crate::helpers::TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.jwt_issuer = Some("https://auth.example.com".into());
+        config.jwt_audience = vec!["todo-api".into(), "other".into()];
+    })
+    .await
+    .unwrap();
+    let token = stdout(&todo_api(
+        &["token", "--sub", "dave"],
+        &[
+            ("BETTER_AUTH_SECRET", SECRET),
+            ("JWT_ISSUER", "https://auth.example.com"),
+            ("JWT_AUDIENCE", "todo-api,other"),
+        ],
+    ));
+    let list = |token: String| {
+        send(
+            app.client
+                .get("/api/dave/tasks")
+                .header("authorization", format!("Bearer {}", token.trim())),
+        )
+    };
+    let reply = list(token).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The same secret without the claims the server now expects is refused
+    // (naming `iss` or `aud`, whichever is checked first).
+    let plain = app.user("dave").token;
+    let reply = list(plain).await;
+    let detail = reply.problem(poem::http::StatusCode::UNAUTHORIZED)["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        detail == "token has no `iss` claim" || detail == "token has no `aud` claim",
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_with_no_way_to_verify_tokens_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+    let Err(err) = todo_api::app::build_app(&todo_api::config::Config::new(database)).await else {
+        panic!("built an app that cannot verify any token");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("BETTER_AUTH_URL") && message.contains("BETTER_AUTH_SECRET"),
+        "{message}"
+    );
+}
+
+#[test]
+fn serve_with_only_better_auth_url_uses_the_jwks_and_prints_no_demo_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+        .env_clear()
+        .env("DATABASE_URL", &database)
+        .env("BETTER_AUTH_URL", "http://127.0.0.1:9")
+        .env("PORT", crate::helpers::free_port().to_string())
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(stderr) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("serving") {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(seen.contains("\"hs256\":false"), "{seen}");
+    assert!(seen.contains("http://127.0.0.1:9/api/auth/jwks"), "{seen}");
+    assert!(!seen.contains("Demo token"), "{seen}");
 }
 
 #[rstest]

@@ -334,3 +334,12 @@ macro_rules! spawn_or_skip {
         }
     };
 }
+
+/// A loopback port that was free a moment ago, for a server run as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

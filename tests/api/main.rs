@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod availability;
+mod better_auth;
 mod cli;
 mod concurrency;
 mod errors;

@@ -2,7 +2,6 @@
 //! graceful shutdown that lets in-flight requests finish.
 
 use std::{
-    net::TcpListener as StdListener,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -15,16 +14,8 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{Backend, SECRET};
+use crate::helpers::{Backend, SECRET, free_port};
 use crate::spawn_or_skip;
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One HTTP/1.1 request on a fresh connection; returns the raw response.
 async fn http(port: u16, request: String) -> String {
