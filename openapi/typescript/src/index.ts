@@ -1,0 +1,89 @@
+// Typed client for todo-api: openapi-fetch over the types generated from
+// ../openapi.json (src/schema.ts; regenerate with `npm run generate`).
+import createClient, { type Client, type ClientOptions, type Middleware } from "openapi-fetch";
+import type { components, operations, paths } from "./schema.js";
+
+export type { components, operations, paths } from "./schema.js";
+
+type Schemas = components["schemas"];
+
+/** A task, as every task endpoint returns it. */
+export type Task = Schemas["Task"];
+/** Body of `POST /api/{user_id}/tasks`. */
+export type NewTask = Schemas["NewTask"];
+/** Body of `PUT /api/{user_id}/tasks/{task_id}` (a `NewTask` plus optional `completed`). */
+export type TaskReplacement = Schemas["TaskReplacement"];
+/** Body of `PATCH /api/{user_id}/tasks/{task_id}`: absent = unchanged, `null` clears. */
+export type TaskPatch = Schemas["TaskPatch"];
+/** Response of `GET /api/{user_id}/tasks`. */
+export type TaskPage = Schemas["TaskPage"];
+/** Response of `GET /api/{user_id}/stats`. */
+export type TaskStats = Schemas["TaskStats"];
+/** One entry of `GET /api/{user_id}/tags`. */
+export type TagCount = Schemas["TagCount"];
+/** Response of `GET /api/{user_id}/me`. */
+export type Me = Schemas["Me"];
+/** Response of `GET /health`. */
+export type Health = Schemas["Health"];
+/** RFC 9457 problem document: the body of every error response (`application/problem+json`). */
+export type Problem = Schemas["Problem"];
+/** One invalid field of a 422 `Problem`. */
+export type FieldError = Schemas["FieldError"];
+export type Priority = Schemas["Priority"];
+export type StatusFilter = Schemas["StatusFilter"];
+export type SortField = Schemas["SortField"];
+export type SortOrder = Schemas["SortOrder"];
+/** Query parameters of `GET /api/{user_id}/tasks` (filters, sort, paging). */
+export type ListTasksQuery = NonNullable<operations["listTasks"]["parameters"]["query"]>;
+
+/**
+ * Returns the bearer token (a JWT) for the next request, or nothing to send
+ * the request without one. Called once per request, so it may refresh or
+ * cache as it likes. With Better Auth's JWT plugin:
+ * `async () => (await authClient.token()).data?.token`.
+ */
+export type TokenGetter = () => string | null | undefined | Promise<string | null | undefined>;
+
+export interface TodoClientOptions extends Omit<ClientOptions, "baseUrl"> {
+  /** Where the API is served, e.g. `http://127.0.0.1:8000` (no `/api` suffix). */
+  baseUrl: string;
+  /** Supplies the `Authorization: Bearer` token; omit for a client without auth. */
+  getToken?: TokenGetter;
+}
+
+/** An openapi-fetch client typed with this API's `paths`. */
+export type TodoClient = Client<paths>;
+
+/**
+ * openapi-fetch middleware that sets `Authorization: Bearer <token>` from
+ * `getToken()` on each request, unless the request already has an
+ * `Authorization` header or `getToken()` returns nothing.
+ */
+export function bearerAuth(getToken: TokenGetter): Middleware {
+  return {
+    async onRequest({ request }) {
+      if (request.headers.has("Authorization")) return undefined;
+      const token = await getToken();
+      if (token) request.headers.set("Authorization", `Bearer ${token}`);
+      return request;
+    },
+  };
+}
+
+/**
+ * Creates a typed client. Call it like openapi-fetch:
+ *
+ * ```ts
+ * const api = createTodoClient({ baseUrl, getToken });
+ * const { data, error } = await api.GET("/api/{user_id}/tasks", {
+ *   params: { path: { user_id }, query: { status: "pending", sort: "due_date", order: "asc" } },
+ * });
+ * ```
+ *
+ * `data` is typed by the success response, `error` is a `Problem`.
+ */
+export function createTodoClient({ getToken, ...options }: TodoClientOptions): TodoClient {
+  const client = createClient<paths>(options);
+  if (getToken) client.use(bearerAuth(getToken));
+  return client;
+}
