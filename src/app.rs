@@ -75,8 +75,8 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
 
 fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
     let api = api::service();
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let spec = api::document::document_endpoint();
+    let docs = api::document::swagger_ui();
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)

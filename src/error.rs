@@ -17,7 +17,7 @@ use poem_openapi::{
     registry::{
         MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
     },
-    types::Type,
+    types::{Example, Type},
 };
 use sea_orm::DbErr;
 
@@ -27,7 +27,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem document: the body of every error response.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct Problem {
     /// Always `about:blank`: the HTTP status says what kind of problem this is.
     #[oai(rename = "type")]
@@ -44,11 +44,30 @@ pub struct Problem {
 
 /// One invalid input field.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
+#[oai(example)]
 pub struct FieldError {
     /// The field's name in the request body or query string, e.g. `title`.
     pub field: String,
     /// Why the value was rejected.
     pub message: String,
+}
+
+impl Example for Problem {
+    fn example() -> Self {
+        Self {
+            kind: "about:blank".into(),
+            title: "Unprocessable Entity".into(),
+            status: 422,
+            detail: "the request has invalid fields".into(),
+            errors: Some(vec![FieldError::example()]),
+        }
+    }
+}
+
+impl Example for FieldError {
+    fn example() -> Self {
+        Self::new("title", "must not be blank")
+    }
 }
 
 impl FieldError {

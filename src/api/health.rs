@@ -6,7 +6,14 @@ use crate::{app::AppState, error::DatabaseUnavailable};
 
 pub struct HealthApi;
 
-#[OpenApi(tag = "ApiTags::Health")]
+#[OpenApi(
+    tag = "ApiTags::Health",
+    response_header(
+        name = "X-Request-Id",
+        ty = "String",
+        description = "The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem."
+    )
+)]
 impl HealthApi {
     /// Health check
     ///

@@ -10,7 +10,7 @@ use poem_openapi::{
     error::ParseRequestPayloadError,
     payload::{Json, ParsePayload, Payload},
     registry::{MetaSchema, MetaSchemaRef, Registry},
-    types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
+    types::{Example, ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
 };
 use serde_json::Value;
 
@@ -73,6 +73,69 @@ impl ParseFromParameter for Timestamp {
     }
 }
 
+/// A response property that is always present and `null` when there is no
+/// value. poem-openapi makes every `Option` property optional, which would let
+/// generated clients type it `field?: T | null` although the server always
+/// sends it; with `#[oai(nullable)]` this is a required, nullable property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: Type> Type for Nullable<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(Type::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<Value> {
+        Some(
+            self.0
+                .as_ref()
+                .and_then(ToJSON::to_json)
+                .unwrap_or(Value::Null),
+        )
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Nullable<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Option::<T>::parse_from_json(value)
+            .map(Self)
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl<T> From<Option<T>> for Nullable<T> {
+    fn from(value: Option<T>) -> Self {
+        Self(value)
+    }
+}
+
 /// A JSON request body kept as raw JSON for the `tasks` module to validate,
 /// so that a field of the wrong type is a 422 naming that field instead of
 /// the framework's first-error 400. The published schema is `T`'s; bodies
@@ -123,6 +186,7 @@ poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type);
 
 /// A task, as every task endpoint returns it.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Task {
     /// Unique id of the task.
     pub id: i64,
@@ -132,14 +196,14 @@ pub struct Task {
     pub title: String,
     /// Longer free text, up to 1000 characters; `null` when not set.
     #[oai(nullable)]
-    pub description: Option<String>,
+    pub description: Nullable<String>,
     /// Whether the task is done.
     pub completed: bool,
     /// How important the task is.
     pub priority: Priority,
     /// When the task is due; `null` when it has no due date.
     #[oai(nullable)]
-    pub due_date: Option<Timestamp>,
+    pub due_date: Nullable<Timestamp>,
     /// Tag names: trimmed, lower-cased, unique and sorted.
     pub tags: Vec<String>,
     /// When the task was created.
@@ -148,7 +212,7 @@ pub struct Task {
     pub updated_at: Timestamp,
     /// When the task was completed; `null` while it is pending.
     #[oai(nullable)]
-    pub completed_at: Option<Timestamp>,
+    pub completed_at: Nullable<Timestamp>,
 }
 
 impl From<TaskWithTags> for Task {
@@ -157,20 +221,21 @@ impl From<TaskWithTags> for Task {
             id: task.id,
             user_id: task.user_id,
             title: task.title,
-            description: task.description,
+            description: task.description.into(),
             completed: task.completed,
             priority: task.priority.into(),
-            due_date: task.due_date.map(Timestamp),
+            due_date: task.due_date.map(Timestamp).into(),
             tags,
             created_at: Timestamp(task.created_at),
             updated_at: Timestamp(task.updated_at),
-            completed_at: task.completed_at.map(Timestamp),
+            completed_at: task.completed_at.map(Timestamp).into(),
         }
     }
 }
 
 /// A new task. Only `title` is required.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct NewTask {
     /// 1 to 200 characters after trimming surrounding whitespace.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -192,6 +257,7 @@ pub struct NewTask {
 /// defaults (no description, `medium`, no due date, no tags), except
 /// `completed`, which is kept when absent.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct TaskReplacement {
     #[oai(flatten)]
     pub task: NewTask,
@@ -202,6 +268,7 @@ pub struct TaskReplacement {
 /// A partial update: absent fields are unchanged, `null` clears
 /// `description` or `due_date`.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct TaskPatch {
     /// 1 to 200 characters after trimming surrounding whitespace.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -223,6 +290,7 @@ pub struct TaskPatch {
 
 /// One page of tasks.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct TaskPage {
     /// The tasks on this page, in the requested order.
     pub items: Vec<Task>,
@@ -236,6 +304,7 @@ pub struct TaskPage {
 
 /// A tag and how many of the user's tasks carry it.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct TagCount {
     /// Tag name (lower-case).
     pub name: String,
@@ -254,6 +323,7 @@ impl From<tasks::TagCount> for TagCount {
 
 /// Task counts for a dashboard.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct TaskStats {
     /// All of the user's tasks.
     pub total: i64,
@@ -278,15 +348,16 @@ impl From<tasks::TaskStats> for TaskStats {
 
 /// The signed-in user, as stored from the token's claims.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Me {
     /// The user id (the token's `sub`).
     pub id: String,
     /// Email from the token's `email` claim; `null` if no token carried one.
     #[oai(nullable)]
-    pub email: Option<String>,
+    pub email: Nullable<String>,
     /// Display name from the token's `name` claim; `null` if no token carried one.
     #[oai(nullable)]
-    pub name: Option<String>,
+    pub name: Nullable<String>,
     /// When the API first saw this user.
     pub created_at: Timestamp,
 }
@@ -295,8 +366,8 @@ impl From<entity::user::Model> for Me {
     fn from(user: entity::user::Model) -> Self {
         Self {
             id: user.id,
-            email: user.email,
-            name: user.name,
+            email: user.email.into(),
+            name: user.name.into(),
             created_at: Timestamp(user.created_at),
         }
     }
@@ -304,9 +375,120 @@ impl From<entity::user::Model> for Me {
 
 /// Liveness and database reachability.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Health {
     /// `ok` when the service is up.
     pub status: String,
     /// `ok` when the database answered.
     pub database: String,
+}
+
+// Examples shown in Swagger UI and the OpenAPI document (one per schema; each
+// property's example is taken from it when the document is finished).
+
+fn at(text: &str) -> Timestamp {
+    Timestamp(text.parse().expect("a valid example timestamp"))
+}
+
+impl Example for Task {
+    fn example() -> Self {
+        Self {
+            id: 42,
+            user_id: "6tnM3f0nQ6kSxXq1".into(),
+            title: "Write report".into(),
+            description: Nullable(Some("Quarterly numbers".into())),
+            completed: false,
+            priority: Priority::High,
+            due_date: Nullable(Some(at("2026-12-01T17:00:00Z"))),
+            tags: vec!["q4".into(), "work".into()],
+            created_at: at("2026-11-22T10:00:00Z"),
+            updated_at: at("2026-11-22T10:00:00Z"),
+            completed_at: Nullable(None),
+        }
+    }
+}
+
+impl Example for NewTask {
+    fn example() -> Self {
+        Self {
+            title: "Write report".into(),
+            description: Some("Quarterly numbers".into()),
+            priority: Some(Priority::High),
+            due_date: Some(at("2026-12-01T17:00:00Z")),
+            tags: Some(vec!["work".into(), "q4".into()]),
+        }
+    }
+}
+
+impl Example for TaskReplacement {
+    fn example() -> Self {
+        Self {
+            task: NewTask::example(),
+            completed: Some(false),
+        }
+    }
+}
+
+impl Example for TaskPatch {
+    fn example() -> Self {
+        Self {
+            title: Some("Write the Q4 report".into()),
+            description: Some("Numbers for the board".into()),
+            priority: Some(Priority::Low),
+            due_date: Some(at("2026-12-08T17:00:00Z")),
+            tags: Some(vec!["work".into()]),
+            completed: Some(true),
+        }
+    }
+}
+
+impl Example for TaskPage {
+    fn example() -> Self {
+        Self {
+            items: vec![Task::example()],
+            total: 1,
+            limit: 20,
+            offset: 0,
+        }
+    }
+}
+
+impl Example for TagCount {
+    fn example() -> Self {
+        Self {
+            name: "work".into(),
+            count: 3,
+        }
+    }
+}
+
+impl Example for TaskStats {
+    fn example() -> Self {
+        Self {
+            total: 12,
+            completed: 5,
+            pending: 7,
+            overdue: 2,
+        }
+    }
+}
+
+impl Example for Me {
+    fn example() -> Self {
+        Self {
+            id: "6tnM3f0nQ6kSxXq1".into(),
+            email: Nullable(Some("ada@example.com".into())),
+            name: Nullable(Some("Ada Lovelace".into())),
+            created_at: at("2026-11-22T10:00:00Z"),
+        }
+    }
+}
+
+impl Example for Health {
+    fn example() -> Self {
+        Self {
+            status: "ok".into(),
+            database: "ok".into(),
+        }
+    }
 }

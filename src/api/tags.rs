@@ -6,7 +6,14 @@ use crate::{app::AppState, auth::BearerAuth, error::ApiError, tasks};
 
 pub struct TagsApi;
 
-#[OpenApi(tag = "ApiTags::Tags")]
+#[OpenApi(
+    tag = "ApiTags::Tags",
+    response_header(
+        name = "X-Request-Id",
+        ty = "String",
+        description = "The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem."
+    )
+)]
 impl TagsApi {
     /// List tags
     ///

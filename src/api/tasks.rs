@@ -60,7 +60,14 @@ fn default_limit() -> u64 {
     DEFAULT_PAGE_SIZE
 }
 
-#[OpenApi(tag = "ApiTags::Tasks")]
+#[OpenApi(
+    tag = "ApiTags::Tasks",
+    response_header(
+        name = "X-Request-Id",
+        ty = "String",
+        description = "The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem."
+    )
+)]
 impl TasksApi {
     /// List tasks
     ///
@@ -160,6 +167,9 @@ impl TasksApi {
     }
 
     /// Get a task
+    ///
+    /// One of your tasks by id. Another user's task id answers `404`, exactly
+    /// like an id that does not exist.
     #[oai(
         path = "/api/:user_id/tasks/:task_id",
         method = "get",
@@ -231,6 +241,9 @@ impl TasksApi {
     }
 
     /// Delete a task
+    ///
+    /// Removes the task and its tag links for good; answers `204` with no
+    /// body. Deleting it again answers `404`.
     #[oai(
         path = "/api/:user_id/tasks/:task_id",
         method = "delete",

@@ -62,56 +62,152 @@ fn every_operation_has_its_stable_operation_id() {
 }
 
 #[test]
-fn api_operations_declare_bearer_auth_and_their_error_responses() {
+fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return() {
     let spec = spec();
     assert_eq!(
         spec["components"]["securitySchemes"]["BearerAuth"],
         serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                            "description": spec["components"]["securitySchemes"]["BearerAuth"]["description"]})
     );
+    let statuses = |list: &str| list.split(' ').map(String::from).collect::<BTreeSet<_>>();
+    let expected = [
+        ("listTasks", "200 401 403 422 503"),
+        ("createTask", "201 400 401 403 413 422 503"),
+        ("getTask", "200 401 403 404 503"),
+        ("replaceTask", "200 400 401 403 404 413 422 503"),
+        ("updateTask", "200 400 401 403 404 413 422 503"),
+        ("deleteTask", "204 401 403 404 503"),
+        ("toggleTask", "200 401 403 404 503"),
+        ("listTags", "200 401 403 503"),
+        ("getStats", "200 401 403 503"),
+        ("getMe", "200 401 403 503"),
+        ("health", "200 503"),
+    ];
+    let mut seen = 0;
     for (path, operations) in spec["paths"].as_object().unwrap() {
         assert!(!path.contains(':'), "{path} must use {{param}} templates");
-        for (method, operation) in operations.as_object().unwrap() {
+        for (_, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
             let responses = operation["responses"].as_object().unwrap();
-            if path == "/health" {
-                assert!(operation.get("security").is_none());
-                assert!(responses.contains_key("200") && responses.contains_key("503"));
-                continue;
-            }
+            let (_, documented) = expected.iter().find(|(op, _)| *op == id).unwrap();
             assert_eq!(
-                operation["security"],
-                serde_json::json!([{"BearerAuth": []}]),
-                "{method} {path}"
+                responses.keys().cloned().collect::<BTreeSet<_>>(),
+                statuses(documented),
+                "{id}"
             );
-            for status in ["400", "401", "403", "422", "503"] {
-                let response = &responses[status];
+            seen += 1;
+            if id == "health" {
+                assert!(operation.get("security").is_none());
+            } else {
                 assert_eq!(
-                    response["content"]["application/problem+json"]["schema"]["$ref"],
-                    "#/components/schemas/Problem",
-                    "{method} {path} documents {status} as a problem"
+                    operation["security"],
+                    serde_json::json!([{"BearerAuth": []}]),
+                    "{id}"
+                );
+                assert!(
+                    responses["401"]["headers"]
+                        .get("WWW-Authenticate")
+                        .is_some()
                 );
             }
-            assert!(
-                responses["401"]["headers"]
-                    .get("WWW-Authenticate")
-                    .is_some()
-            );
-            if path.contains("{task_id}") {
+            for (status, response) in responses {
+                let headers = response["headers"].as_object().unwrap();
+                assert!(headers.contains_key("X-Request-Id"), "{id} {status}");
                 assert!(
-                    responses.contains_key("404"),
-                    "{method} {path} documents 404"
+                    headers
+                        .keys()
+                        .all(|h| h.chars().any(|c| c.is_ascii_lowercase())),
+                    "{id} {status}: header names in their usual spelling"
                 );
+                let content = response.get("content").and_then(Value::as_object);
+                if status.starts_with('2') {
+                    assert!(
+                        content.is_none_or(|c| c.contains_key("application/json")),
+                        "{id}"
+                    );
+                } else {
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{id} documents {status} as a problem"
+                    );
+                }
+            }
+            if let Some(body) = operation.get("requestBody") {
+                let media: Vec<&String> = body["content"].as_object().unwrap().keys().collect();
+                assert_eq!(media, ["application/json"], "{id}");
             }
         }
     }
-    let create = &spec["paths"]["/api/{user_id}/tasks"]["post"]["responses"]["201"];
+    assert_eq!(seen, expected.len());
+    let created = &spec["paths"]["/api/{user_id}/tasks"]["post"]["responses"]["201"];
+    assert!(created["headers"].get("Location").is_some());
     assert!(
-        create["headers"]
-            .as_object()
+        created["headers"]["Location"]["required"]
+            .as_bool()
             .unwrap()
-            .keys()
-            .any(|h| h.eq_ignore_ascii_case("location"))
     );
+}
+
+#[test]
+fn created_tasks_link_to_every_operation_on_one_task() {
+    let spec = spec();
+    let links = spec["paths"]["/api/{user_id}/tasks"]["post"]["responses"]["201"]["links"]
+        .as_object()
+        .unwrap();
+    let targets: BTreeSet<&str> = links
+        .values()
+        .map(|link| link["operationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        BTreeSet::from([
+            "getTask",
+            "replaceTask",
+            "updateTask",
+            "toggleTask",
+            "deleteTask"
+        ])
+    );
+    for link in links.values() {
+        assert_eq!(
+            link["parameters"],
+            serde_json::json!({"user_id": "$request.path.user_id", "task_id": "$response.body#/id"})
+        );
+    }
+}
+
+#[test]
+fn every_schema_property_has_a_description_and_an_example() {
+    let spec = spec();
+    for (name, schema) in spec["components"]["schemas"].as_object().unwrap() {
+        assert!(
+            schema["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{name}"
+        );
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            assert!(
+                schema.get("enum").is_some(),
+                "{name} is an object or an enum"
+            );
+            continue;
+        };
+        assert!(schema.get("example").is_some(), "{name} has an example");
+        for (property, definition) in properties {
+            assert!(
+                definition["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{name}.{property} has a description"
+            );
+            assert!(
+                definition.get("example").is_some(),
+                "{name}.{property} has an example"
+            );
+        }
+    }
 }
 
 #[test]
@@ -138,4 +234,8 @@ async fn the_served_spec_and_swagger_ui_match_the_code(
     docs.assert_status_is_ok();
     let html = docs.0.into_body().into_string().await.unwrap();
     assert!(html.contains("swagger"), "Swagger UI page");
+    assert!(
+        html.contains("\"GetTask\""),
+        "Swagger UI shows the finished document"
+    );
 }

@@ -37,7 +37,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a task */
+        /**
+         * Get a task
+         * @description One of your tasks by id. Another user's task id answers `404`, exactly
+         *     like an id that does not exist.
+         */
         get: operations["getTask"];
         /**
          * Replace a task
@@ -47,7 +51,11 @@ export interface paths {
          */
         put: operations["replaceTask"];
         post?: never;
-        /** Delete a task */
+        /**
+         * Delete a task
+         * @description Removes the task and its tag links for good; answers `204` with no
+         *     body. Deleting it again answers `404`.
+         */
         delete: operations["deleteTask"];
         options?: never;
         head?: never;
@@ -170,34 +178,69 @@ export interface components {
         /**
          * FieldError
          * @description One invalid input field.
+         * @example {
+         *       "field": "title",
+         *       "message": "must not be blank"
+         *     }
          */
         FieldError: {
-            /** @description The field's name in the request body or query string, e.g. `title`. */
+            /**
+             * @description The field's name in the request body or query string, e.g. `title`.
+             * @example title
+             */
             field: string;
-            /** @description Why the value was rejected. */
+            /**
+             * @description Why the value was rejected.
+             * @example must not be blank
+             */
             message: string;
         };
         /**
          * Health
          * @description Liveness and database reachability.
+         * @example {
+         *       "status": "ok",
+         *       "database": "ok"
+         *     }
          */
         Health: {
-            /** @description `ok` when the service is up. */
+            /**
+             * @description `ok` when the service is up.
+             * @example ok
+             */
             status: string;
-            /** @description `ok` when the database answered. */
+            /**
+             * @description `ok` when the database answered.
+             * @example ok
+             */
             database: string;
         };
         /**
          * Me
          * @description The signed-in user, as stored from the token's claims.
+         * @example {
+         *       "id": "6tnM3f0nQ6kSxXq1",
+         *       "email": "ada@example.com",
+         *       "name": "Ada Lovelace",
+         *       "created_at": "2026-11-22T10:00:00Z"
+         *     }
          */
         Me: {
-            /** @description The user id (the token's `sub`). */
+            /**
+             * @description The user id (the token's `sub`).
+             * @example 6tnM3f0nQ6kSxXq1
+             */
             id: string;
-            /** @description Email from the token's `email` claim; `null` if no token carried one. */
-            email?: string | null;
-            /** @description Display name from the token's `name` claim; `null` if no token carried one. */
-            name?: string | null;
+            /**
+             * @description Email from the token's `email` claim; `null` if no token carried one.
+             * @example ada@example.com
+             */
+            email: string | null;
+            /**
+             * @description Display name from the token's `name` claim; `null` if no token carried one.
+             * @example Ada Lovelace
+             */
+            name: string | null;
             /**
              * Format: date-time
              * @description When the API first saw this user.
@@ -208,21 +251,46 @@ export interface components {
         /**
          * NewTask
          * @description A new task. Only `title` is required.
+         * @example {
+         *       "title": "Write report",
+         *       "description": "Quarterly numbers",
+         *       "priority": "high",
+         *       "due_date": "2026-12-01T17:00:00Z",
+         *       "tags": [
+         *         "work",
+         *         "q4"
+         *       ]
+         *     }
          */
         NewTask: {
-            /** @description 1 to 200 characters after trimming surrounding whitespace. */
+            /**
+             * @description 1 to 200 characters after trimming surrounding whitespace.
+             * @example Write report
+             */
             title: string;
-            /** @description Up to 1000 characters, or `null`. */
+            /**
+             * @description Up to 1000 characters, or `null`.
+             * @example Quarterly numbers
+             */
             description?: string | null;
-            /** @description Defaults to `medium`. */
-            priority?: components["schemas"]["Priority"] & unknown;
+            /**
+             * @description Defaults to `medium`.
+             * @example high
+             */
+            priority?: components["schemas"]["Priority"];
             /**
              * Format: date-time
              * @description An RFC 3339 date-time (any offset; stored in UTC), or `null`.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-12-01T17:00:00Z
              */
             due_date?: string | null;
-            /** @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse. */
+            /**
+             * @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
+             * @example [
+             *       "work",
+             *       "q4"
+             *     ]
+             */
             tags?: string[];
         };
         /**
@@ -233,20 +301,50 @@ export interface components {
         /**
          * Problem
          * @description An RFC 9457 problem document: the body of every error response.
+         * @example {
+         *       "type": "about:blank",
+         *       "title": "Unprocessable Entity",
+         *       "status": 422,
+         *       "detail": "the request has invalid fields",
+         *       "errors": [
+         *         {
+         *           "field": "title",
+         *           "message": "must not be blank"
+         *         }
+         *       ]
+         *     }
          */
         Problem: {
-            /** @description Always `about:blank`: the HTTP status says what kind of problem this is. */
+            /**
+             * @description Always `about:blank`: the HTTP status says what kind of problem this is.
+             * @example about:blank
+             */
             type: string;
-            /** @description The HTTP status phrase, e.g. `Unprocessable Entity`. */
+            /**
+             * @description The HTTP status phrase, e.g. `Unprocessable Entity`.
+             * @example Unprocessable Entity
+             */
             title: string;
             /**
              * Format: uint16
              * @description The HTTP status code, repeated for clients that only see the body.
+             * @example 422
              */
             status: number;
-            /** @description What went wrong with this request, for a human. */
+            /**
+             * @description What went wrong with this request, for a human.
+             * @example the request has invalid fields
+             */
             detail: string;
-            /** @description One entry per invalid field; present on 422 responses only. */
+            /**
+             * @description One entry per invalid field; present on 422 responses only.
+             * @example [
+             *       {
+             *         "field": "title",
+             *         "message": "must not be blank"
+             *       }
+             *     ]
+             */
             errors?: components["schemas"]["FieldError"][];
         };
         /**
@@ -267,43 +365,89 @@ export interface components {
         /**
          * TagCount
          * @description A tag and how many of the user's tasks carry it.
+         * @example {
+         *       "name": "work",
+         *       "count": 3
+         *     }
          */
         TagCount: {
-            /** @description Tag name (lower-case). */
+            /**
+             * @description Tag name (lower-case).
+             * @example work
+             */
             name: string;
             /**
              * Format: int64
              * @description Number of tasks carrying the tag (at least 1).
+             * @example 3
              */
             count: number;
         };
         /**
          * Task
          * @description A task, as every task endpoint returns it.
+         * @example {
+         *       "id": 42,
+         *       "user_id": "6tnM3f0nQ6kSxXq1",
+         *       "title": "Write report",
+         *       "description": "Quarterly numbers",
+         *       "completed": false,
+         *       "priority": "high",
+         *       "due_date": "2026-12-01T17:00:00Z",
+         *       "tags": [
+         *         "q4",
+         *         "work"
+         *       ],
+         *       "created_at": "2026-11-22T10:00:00Z",
+         *       "updated_at": "2026-11-22T10:00:00Z",
+         *       "completed_at": null
+         *     }
          */
         Task: {
             /**
              * Format: int64
              * @description Unique id of the task.
+             * @example 42
              */
             id: number;
-            /** @description Owner of the task: the token subject that created it. */
+            /**
+             * @description Owner of the task: the token subject that created it.
+             * @example 6tnM3f0nQ6kSxXq1
+             */
             user_id: string;
-            /** @description Short title, 1 to 200 characters, trimmed. */
+            /**
+             * @description Short title, 1 to 200 characters, trimmed.
+             * @example Write report
+             */
             title: string;
-            /** @description Longer free text, up to 1000 characters; `null` when not set. */
-            description?: string | null;
-            /** @description Whether the task is done. */
+            /**
+             * @description Longer free text, up to 1000 characters; `null` when not set.
+             * @example Quarterly numbers
+             */
+            description: string | null;
+            /**
+             * @description Whether the task is done.
+             * @example false
+             */
             completed: boolean;
-            /** @description How important the task is. */
-            priority: components["schemas"]["Priority"] & unknown;
+            /**
+             * @description How important the task is.
+             * @example high
+             */
+            priority: components["schemas"]["Priority"];
             /**
              * Format: date-time
              * @description When the task is due; `null` when it has no due date.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-12-01T17:00:00Z
              */
-            due_date?: string | null;
-            /** @description Tag names: trimmed, lower-cased, unique and sorted. */
+            due_date: string | null;
+            /**
+             * @description Tag names: trimmed, lower-cased, unique and sorted.
+             * @example [
+             *       "q4",
+             *       "work"
+             *     ]
+             */
             tags: string[];
             /**
              * Format: date-time
@@ -322,28 +466,74 @@ export interface components {
              * @description When the task was completed; `null` while it is pending.
              * @example 2026-11-22T10:00:00Z
              */
-            completed_at?: string | null;
+            completed_at: string | null;
         };
         /**
          * TaskPage
          * @description One page of tasks.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": 42,
+         *           "user_id": "6tnM3f0nQ6kSxXq1",
+         *           "title": "Write report",
+         *           "description": "Quarterly numbers",
+         *           "completed": false,
+         *           "priority": "high",
+         *           "due_date": "2026-12-01T17:00:00Z",
+         *           "tags": [
+         *             "q4",
+         *             "work"
+         *           ],
+         *           "created_at": "2026-11-22T10:00:00Z",
+         *           "updated_at": "2026-11-22T10:00:00Z",
+         *           "completed_at": null
+         *         }
+         *       ],
+         *       "total": 1,
+         *       "limit": 20,
+         *       "offset": 0
+         *     }
          */
         TaskPage: {
-            /** @description The tasks on this page, in the requested order. */
+            /**
+             * @description The tasks on this page, in the requested order.
+             * @example [
+             *       {
+             *         "id": 42,
+             *         "user_id": "6tnM3f0nQ6kSxXq1",
+             *         "title": "Write report",
+             *         "description": "Quarterly numbers",
+             *         "completed": false,
+             *         "priority": "high",
+             *         "due_date": "2026-12-01T17:00:00Z",
+             *         "tags": [
+             *           "q4",
+             *           "work"
+             *         ],
+             *         "created_at": "2026-11-22T10:00:00Z",
+             *         "updated_at": "2026-11-22T10:00:00Z",
+             *         "completed_at": null
+             *       }
+             *     ]
+             */
             items: components["schemas"]["Task"][];
             /**
              * Format: uint64
              * @description How many tasks match the filters, over all pages.
+             * @example 1
              */
             total: number;
             /**
              * Format: uint64
              * @description The page size used.
+             * @example 20
              */
             limit: number;
             /**
              * Format: uint64
              * @description How many matching tasks were skipped before this page.
+             * @example 0
              */
             offset: number;
         };
@@ -351,23 +541,50 @@ export interface components {
          * TaskPatch
          * @description A partial update: absent fields are unchanged, `null` clears
          *     `description` or `due_date`.
+         * @example {
+         *       "title": "Write the Q4 report",
+         *       "description": "Numbers for the board",
+         *       "priority": "low",
+         *       "due_date": "2026-12-08T17:00:00Z",
+         *       "tags": [
+         *         "work"
+         *       ],
+         *       "completed": true
+         *     }
          */
         TaskPatch: {
-            /** @description 1 to 200 characters after trimming surrounding whitespace. */
+            /**
+             * @description 1 to 200 characters after trimming surrounding whitespace.
+             * @example Write the Q4 report
+             */
             title?: string;
-            /** @description Up to 1000 characters; `null` clears it. */
+            /**
+             * @description Up to 1000 characters; `null` clears it.
+             * @example Numbers for the board
+             */
             description?: string | null;
-            /** @description New priority. */
-            priority?: components["schemas"]["Priority"] & unknown;
+            /**
+             * @description New priority.
+             * @example low
+             */
+            priority?: components["schemas"]["Priority"];
             /**
              * Format: date-time
              * @description New due date; `null` clears it.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-12-08T17:00:00Z
              */
             due_date?: string | null;
-            /** @description Replaces all of the task's tags. */
+            /**
+             * @description Replaces all of the task's tags.
+             * @example [
+             *       "work"
+             *     ]
+             */
             tags?: string[];
-            /** @description Completion state; completing sets `completed_at`, reopening clears it. */
+            /**
+             * @description Completion state; completing sets `completed_at`, reopening clears it.
+             * @example true
+             */
             completed?: boolean;
         };
         /**
@@ -375,48 +592,87 @@ export interface components {
          * @description A full replacement of a task: absent optional fields are reset to their
          *     defaults (no description, `medium`, no due date, no tags), except
          *     `completed`, which is kept when absent.
+         * @example {
+         *       "title": "Write report",
+         *       "description": "Quarterly numbers",
+         *       "priority": "high",
+         *       "due_date": "2026-12-01T17:00:00Z",
+         *       "tags": [
+         *         "work",
+         *         "q4"
+         *       ],
+         *       "completed": false
+         *     }
          */
         TaskReplacement: {
-            /** @description 1 to 200 characters after trimming surrounding whitespace. */
+            /**
+             * @description 1 to 200 characters after trimming surrounding whitespace.
+             * @example Write report
+             */
             title: string;
-            /** @description Up to 1000 characters, or `null`. */
+            /**
+             * @description Up to 1000 characters, or `null`.
+             * @example Quarterly numbers
+             */
             description?: string | null;
-            /** @description Defaults to `medium`. */
-            priority?: components["schemas"]["Priority"] & unknown;
+            /**
+             * @description Defaults to `medium`.
+             * @example high
+             */
+            priority?: components["schemas"]["Priority"];
             /**
              * Format: date-time
              * @description An RFC 3339 date-time (any offset; stored in UTC), or `null`.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-12-01T17:00:00Z
              */
             due_date?: string | null;
-            /** @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse. */
+            /**
+             * @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
+             * @example [
+             *       "work",
+             *       "q4"
+             *     ]
+             */
             tags?: string[];
-            /** @description Completion state; unchanged when absent. */
+            /**
+             * @description Completion state; unchanged when absent.
+             * @example false
+             */
             completed?: boolean;
         };
         /**
          * TaskStats
          * @description Task counts for a dashboard.
+         * @example {
+         *       "total": 12,
+         *       "completed": 5,
+         *       "pending": 7,
+         *       "overdue": 2
+         *     }
          */
         TaskStats: {
             /**
              * Format: int64
              * @description All of the user's tasks.
+             * @example 12
              */
             total: number;
             /**
              * Format: int64
              * @description Tasks marked completed.
+             * @example 5
              */
             completed: number;
             /**
              * Format: int64
              * @description Tasks not completed (`total - completed`).
+             * @example 7
              */
             pending: number;
             /**
              * Format: int64
              * @description Pending tasks whose due date has passed.
+             * @example 2
              */
             overdue: number;
         };
@@ -433,7 +689,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `pending` or `completed` tasks only; `all` by default. */
-                status?: components["schemas"]["StatusFilter"] & unknown;
+                status?: components["schemas"]["StatusFilter"];
                 /** @description Only tasks of this priority. */
                 priority?: components["schemas"]["Priority"];
                 /** @description Only tasks carrying this tag (compared trimmed and lower-cased). */
@@ -448,9 +704,9 @@ export interface operations {
                 /** @description Only tasks due at or after this instant. */
                 due_after?: string;
                 /** @description Sort field; ties are broken by `id` in the same direction. */
-                sort?: components["schemas"]["SortField"] & unknown;
+                sort?: components["schemas"]["SortField"];
                 /** @description Sort direction. */
-                order?: components["schemas"]["SortOrder"] & unknown;
+                order?: components["schemas"]["SortOrder"];
                 /** @description Page size, 1 to 100. */
                 limit?: number;
                 /** @description Matching tasks to skip. */
@@ -465,26 +721,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description One page of tasks. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["TaskPage"];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["TaskPage"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -496,24 +748,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such task for this user (another user's task is also 404). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -523,6 +759,8 @@ export interface operations {
             /** @description Well-formed but invalid input; `errors` lists each bad field. */
             422: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -532,6 +770,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -554,24 +794,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json; charset=utf-8": components["schemas"]["NewTask"];
+                "application/json": components["schemas"]["NewTask"];
             };
         };
         responses: {
             /** @description The task was created. */
             201: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Path of the new task: `/api/{user_id}/tasks/{id}`. */
-                    LOCATION: string;
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Task"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
             400: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -581,6 +825,8 @@ export interface operations {
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -592,15 +838,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such task for this user (another user's task is also 404). */
-            404: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -610,6 +849,8 @@ export interface operations {
             /** @description The request body is over 64 KiB. */
             413: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -619,6 +860,8 @@ export interface operations {
             /** @description Well-formed but invalid input; `errors` lists each bad field. */
             422: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -628,6 +871,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -652,26 +897,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A task, as every task endpoint returns it. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Task"];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -683,6 +924,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -692,24 +935,8 @@ export interface operations {
             /** @description No such task for this user (another user's task is also 404). */
             404: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -719,6 +946,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -743,21 +972,26 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json; charset=utf-8": components["schemas"]["TaskReplacement"];
+                "application/json": components["schemas"]["TaskReplacement"];
             };
         };
         responses: {
+            /** @description A task, as every task endpoint returns it. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Task"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
             400: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -767,6 +1001,8 @@ export interface operations {
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -778,6 +1014,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -787,6 +1025,8 @@ export interface operations {
             /** @description No such task for this user (another user's task is also 404). */
             404: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -796,6 +1036,8 @@ export interface operations {
             /** @description The request body is over 64 KiB. */
             413: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -805,6 +1047,8 @@ export interface operations {
             /** @description Well-formed but invalid input; `errors` lists each bad field. */
             422: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -814,6 +1058,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -841,22 +1087,17 @@ export interface operations {
             /** @description The task and its tag links are gone. */
             204: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -868,6 +1109,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -877,24 +1120,8 @@ export interface operations {
             /** @description No such task for this user (another user's task is also 404). */
             404: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -904,6 +1131,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -928,21 +1157,26 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json; charset=utf-8": components["schemas"]["TaskPatch"];
+                "application/json": components["schemas"]["TaskPatch"];
             };
         };
         responses: {
+            /** @description A task, as every task endpoint returns it. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Task"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
             400: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -952,6 +1186,8 @@ export interface operations {
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -963,6 +1199,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -972,6 +1210,8 @@ export interface operations {
             /** @description No such task for this user (another user's task is also 404). */
             404: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -981,6 +1221,8 @@ export interface operations {
             /** @description The request body is over 64 KiB. */
             413: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -990,6 +1232,8 @@ export interface operations {
             /** @description Well-formed but invalid input; `errors` lists each bad field. */
             422: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -999,6 +1243,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -1023,26 +1269,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A task, as every task endpoint returns it. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Task"];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -1054,6 +1296,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1063,24 +1307,8 @@ export interface operations {
             /** @description No such task for this user (another user's task is also 404). */
             404: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1090,6 +1318,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -1112,26 +1342,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Task counts for a dashboard. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["TaskStats"];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["TaskStats"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -1143,33 +1369,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such task for this user (another user's task is also 404). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1179,6 +1380,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -1201,26 +1404,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A list; each item is: A tag and how many of the user's tasks carry it. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["TagCount"][];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["TagCount"][];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -1232,33 +1431,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such task for this user (another user's task is also 404). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1268,6 +1442,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -1290,26 +1466,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The signed-in user, as stored from the token's claims. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Me"];
-                };
-            };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Me"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description A `Bearer` challenge saying why the token was rejected. */
                     "WWW-Authenticate": string;
                     [name: string]: unknown;
@@ -1321,33 +1493,8 @@ export interface operations {
             /** @description The `user_id` in the path is not the token's subject. */
             403: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such task for this user (another user's task is also 404). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The request body is over 64 KiB. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
-            422: {
-                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1357,6 +1504,8 @@ export interface operations {
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;
@@ -1376,17 +1525,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Liveness and database reachability. */
             200: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Health"];
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             /** @description The database, or the auth server's JWKS before its first fetch, is unreachable; retry later. */
             503: {
                 headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
                     [name: string]: unknown;

@@ -1,0 +1,270 @@
+//! The published OpenAPI document: poem-openapi's, finished with what its
+//! derive macros cannot say in 5.1. It is built once here and used for
+//! `/openapi.json`, Swagger UI, `todo-api openapi` and the committed file, so
+//! all four are the same document.
+//!
+//! What is finished, and why it cannot come from the handlers:
+//! - media types: `Json<T>` declares `application/json; charset=utf-8`, which
+//!   generated clients look up as an unknown key; it is `application/json`.
+//! - header names: the derive upper-cases them (`LOCATION`); they get their
+//!   usual spelling.
+//! - error responses: every operation shares `ApiError`, whose metadata lists
+//!   every status; each operation keeps those it can actually return.
+//! - `links` from `createTask` to the operations on the created task, for
+//!   clients and contract testers that follow them.
+//! - property examples, taken from each schema's example.
+//! - enum references without the derive's `allOf` wrapper parts.
+//! - a description for success responses returned as a bare `Json<T>`, which
+//!   the derive leaves empty: the description of the schema they return.
+
+use poem::{Endpoint, endpoint::make_sync, web::Html};
+use serde_json::{Map, Value, json};
+
+use super::service;
+
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+/// The finished document.
+pub fn document() -> Value {
+    let mut document: Value =
+        serde_json::from_str(&service().spec()).expect("poem-openapi renders valid JSON");
+    for operation in operations(&mut document) {
+        plain_json_media_type(operation);
+        canonical_header_names(operation);
+        keep_possible_errors(operation);
+    }
+    link_created_task(&mut document);
+    hoist_all_of_annotations(&mut document);
+    describe_success_responses(&mut document);
+    if let Some(schemas) = document.pointer_mut("/components/schemas") {
+        for schema in schemas
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|s| s.values_mut())
+        {
+            property_examples_from_schema_example(schema);
+        }
+    }
+    document
+}
+
+/// The finished document as `todo-api openapi` prints it and
+/// `openapi/openapi.json` holds it.
+pub fn document_json() -> String {
+    serde_json::to_string_pretty(&document()).expect("a JSON value serialises")
+}
+
+/// `GET /openapi.json`.
+pub fn document_endpoint() -> impl Endpoint {
+    let body = document_json();
+    make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(body.clone())
+    })
+}
+
+/// Swagger UI (poem-openapi's bundled, offline copy) showing the finished document.
+pub fn swagger_ui() -> impl Endpoint {
+    let service = service();
+    let html = service
+        .swagger_ui_html()
+        .replacen(&service.spec(), &document_json(), 1);
+    make_sync(move |_| Html(html.clone()))
+}
+
+fn operations(document: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|methods| methods.values_mut())
+        .filter_map(Value::as_object_mut)
+}
+
+fn plain_json_media_type(operation: &mut Map<String, Value>) {
+    let rename = |body: &mut Value| {
+        if let Some(content) = body.get_mut("content").and_then(Value::as_object_mut)
+            && let Some(media) = content.shift_remove(JSON_UTF8)
+        {
+            content.insert("application/json".into(), media);
+        }
+    };
+    if let Some(body) = operation.get_mut("requestBody") {
+        rename(body);
+    }
+    if let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    {
+        responses.values_mut().for_each(rename);
+    }
+}
+
+/// `LOCATION` → `Location`, `X-REQUEST-ID` → `X-Request-Id`.
+fn canonical_header_names(operation: &mut Map<String, Value>) {
+    let responses = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        *headers = std::mem::take(headers)
+            .into_iter()
+            .map(|(name, header)| {
+                let canonical = if name.chars().any(|c| c.is_ascii_lowercase()) {
+                    name
+                } else {
+                    name.split('-')
+                        .map(|word| word[..1].to_owned() + &word[1..].to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                };
+                (canonical, header)
+            })
+            .collect();
+    }
+}
+
+/// Drops the error statuses an operation cannot produce: 400 and 413 need a
+/// request body, 422 a body or query parameters, 404 a task id in the path,
+/// and 401/403 a bearer token and a `user_id`.
+fn keep_possible_errors(operation: &mut Map<String, Value>) {
+    let has_body = operation.contains_key("requestBody");
+    let params: Vec<(String, String)> = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_owned(),
+                p["in"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let has_query = params.iter().any(|(_, place)| place == "query");
+    let has_param = |name: &str| params.iter().any(|(n, _)| n == name);
+    let secured = operation.contains_key("security");
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    responses.retain(|status, _| match status.as_str() {
+        "400" | "413" => has_body,
+        "422" => has_body || has_query,
+        "404" => has_param("task_id"),
+        "401" => secured,
+        "403" => secured && has_param("user_id"),
+        _ => true,
+    });
+}
+
+/// OpenAPI `links` from a created task to the operations on it.
+fn link_created_task(document: &mut Value) {
+    let Some(created) = document.pointer_mut("/paths/~1api~1{user_id}~1tasks/post/responses/201")
+    else {
+        return;
+    };
+    let link = |operation: &str, description: &str| {
+        json!({
+            "operationId": operation,
+            "parameters": {
+                "user_id": "$request.path.user_id",
+                "task_id": "$response.body#/id",
+            },
+            "description": description,
+        })
+    };
+    created["links"] = json!({
+        "GetTask": link("getTask", "Read the created task."),
+        "ReplaceTask": link("replaceTask", "Replace the created task."),
+        "UpdateTask": link("updateTask", "Change fields of the created task."),
+        "ToggleTask": link("toggleTask", "Complete or reopen the created task."),
+        "DeleteTask": link("deleteTask", "Delete the created task."),
+    });
+}
+
+fn property_examples_from_schema_example(schema: &mut Value) {
+    let Some(example) = schema.get("example").cloned() else {
+        return;
+    };
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties {
+        if let (Some(value), Some(property)) = (example.get(name), property.as_object_mut())
+            && !value.is_null()
+        {
+            property.insert("example".into(), value.clone());
+        }
+    }
+}
+
+/// `{"allOf": [{"$ref": ...}, {"description": ...}]}`, which the derive writes
+/// for a documented or defaulted enum, becomes `{"description": ..., "allOf":
+/// [{"$ref": ...}]}`, so generated types read `Priority`, not `Priority & unknown`.
+fn hoist_all_of_annotations(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Array(parts)) = object.get_mut("allOf") {
+                let mut hoisted = Vec::new();
+                parts.retain(|part| {
+                    let annotation_only = part.as_object().is_some_and(|part| {
+                        part.keys().all(|key| {
+                            matches!(key.as_str(), "description" | "default" | "example")
+                        })
+                    });
+                    if annotation_only {
+                        hoisted.push(part.clone());
+                    }
+                    !annotation_only
+                });
+                for part in hoisted {
+                    for (key, annotation) in part.as_object().into_iter().flatten() {
+                        object
+                            .entry(key.clone())
+                            .or_insert_with(|| annotation.clone());
+                    }
+                }
+            }
+            object.values_mut().for_each(hoist_all_of_annotations);
+        }
+        Value::Array(items) => items.iter_mut().for_each(hoist_all_of_annotations),
+        _ => {}
+    }
+}
+
+fn describe_success_responses(document: &mut Value) {
+    let schemas = document
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or_default();
+    let described = |schema: &Value| -> Option<String> {
+        let name = |reference: &Value| reference.as_str()?.rsplit('/').next().map(str::to_owned);
+        if let Some(name) = name(&schema["$ref"]) {
+            return schemas[&name]["description"].as_str().map(str::to_owned);
+        }
+        let item = name(&schema["items"]["$ref"])?;
+        let description = schemas[&item]["description"].as_str()?;
+        Some(format!("A list; each item is: {description}"))
+    };
+    for operation in operations(document) {
+        let responses = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut);
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            if response["description"].as_str().is_some_and(str::is_empty)
+                && let Some(text) = described(&response["content"]["application/json"]["schema"])
+            {
+                response["description"] = Value::String(text);
+            }
+        }
+    }
+}
