@@ -8,7 +8,7 @@ pub mod schema;
 mod tags;
 mod tasks;
 
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 
 /// Groups of operations in the OpenAPI document and Swagger UI.
 #[derive(Tags)]
@@ -47,6 +47,10 @@ pub fn service() -> ApiService {
         env!("CARGO_PKG_VERSION"),
     )
     .description(include_str!("description.md"))
+    .license(
+        LicenseObject::new(env!("CARGO_PKG_LICENSE")).url("https://opensource.org/licenses/MIT"),
+    )
+    .server(ServerObject::new("/").description("The server this document is served from"))
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.
