@@ -31,10 +31,10 @@ impl Type for Timestamp {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            example: Some("2026-11-22T10:00:00Z".into()),
-            ..MetaSchema::new_with_format("string", "date-time")
-        }))
+        // No example here: Swagger UI would pre-fill the optional `due_before`
+        // and `due_after` filters with it. Properties get theirs from their
+        // schema's example.
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
     }
 
     fn as_raw_value(&self) -> Option<&Self::RawValueType> {
@@ -238,10 +238,12 @@ impl From<TaskWithTags> for Task {
 #[oai(example)]
 pub struct NewTask {
     /// 1 to 200 characters after trimming surrounding whitespace.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,198}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    ))]
     pub title: String,
     /// Up to 1000 characters, or `null`.
-    #[oai(nullable, validator(max_length = 1000))]
+    #[oai(nullable, validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
     pub description: Option<String>,
     /// Defaults to `medium`.
     pub priority: Option<Priority>,
@@ -249,7 +251,10 @@ pub struct NewTask {
     #[oai(nullable)]
     pub due_date: Option<Timestamp>,
     /// Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
-    #[oai(validator(max_items = 20))]
+    #[oai(validator(
+        max_items = 20,
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    ))]
     pub tags: Option<Vec<String>>,
 }
 
@@ -271,10 +276,12 @@ pub struct TaskReplacement {
 #[oai(example)]
 pub struct TaskPatch {
     /// 1 to 200 characters after trimming surrounding whitespace.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,198}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    ))]
     pub title: Option<String>,
     /// Up to 1000 characters; `null` clears it.
-    #[oai(nullable, validator(max_length = 1000))]
+    #[oai(nullable, validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
     pub description: Option<String>,
     /// New priority.
     pub priority: Option<Priority>,
@@ -282,7 +289,10 @@ pub struct TaskPatch {
     #[oai(nullable)]
     pub due_date: Option<Timestamp>,
     /// Replaces all of the task's tags.
-    #[oai(validator(max_items = 20))]
+    #[oai(validator(
+        max_items = 20,
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    ))]
     pub tags: Option<Vec<String>>,
     /// Completion state; completing sets `completed_at`, reopening clears it.
     pub completed: Option<bool>,
@@ -397,13 +407,13 @@ impl Example for Task {
             user_id: "6tnM3f0nQ6kSxXq1".into(),
             title: "Write report".into(),
             description: Nullable(Some("Quarterly numbers".into())),
-            completed: false,
+            completed: true,
             priority: Priority::High,
             due_date: Nullable(Some(at("2026-12-01T17:00:00Z"))),
             tags: vec!["q4".into(), "work".into()],
             created_at: at("2026-11-22T10:00:00Z"),
-            updated_at: at("2026-11-22T10:00:00Z"),
-            completed_at: Nullable(None),
+            updated_at: at("2026-11-28T16:30:00Z"),
+            completed_at: Nullable(Some(at("2026-11-28T16:30:00Z"))),
         }
     }
 }

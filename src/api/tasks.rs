@@ -90,11 +90,15 @@ impl TasksApi {
         status: Query<StatusFilter>,
         /// Only tasks of this priority.
         priority: Query<Option<Priority>>,
-        /// Only tasks carrying this tag (compared trimmed and lower-cased).
+        /// Only tasks carrying this tag (compared trimmed and lower-cased);
+        /// empty means any.
+        #[oai(validator(
+            pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$"
+        ))]
         tag: Query<Option<String>>,
         /// Case-insensitive text to find in title or description; `%`, `_`
         /// and `\` match literally.
-        #[oai(validator(max_length = 1000))]
+        #[oai(validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only tasks due strictly before this instant.
         due_before: Query<Option<Timestamp>>,
@@ -112,8 +116,12 @@ impl TasksApi {
             validator(minimum(value = "1"), maximum(value = "100"))
         )]
         limit: Query<u64>,
-        /// Matching tasks to skip.
-        #[oai(default)]
+        /// Matching tasks to skip, at most 2^53 - 1 (the largest integer a
+        /// JavaScript number holds exactly).
+        #[oai(
+            default,
+            validator(minimum(value = "0"), maximum(value = "9007199254740991"))
+        )]
         offset: Query<u64>,
     ) -> Result<Json<TaskPage>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;

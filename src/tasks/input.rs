@@ -201,6 +201,12 @@ pub fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
 
 fn tags(value: &Value) -> Result<Vec<String>, String> {
     let items = value.as_array().ok_or("must be an array of strings")?;
+    if items.len() > MAX_TAGS {
+        return Err(format!(
+            "must hold at most {MAX_TAGS} tags (got {})",
+            items.len()
+        ));
+    }
     let mut tags = BTreeSet::new();
     for (index, item) in items.iter().enumerate() {
         let tag = item
@@ -210,12 +216,6 @@ fn tags(value: &Value) -> Result<Vec<String>, String> {
             .map_err(|e| format!("item {index} {e}"))?;
         tags.insert(tag);
     }
-    if tags.len() > MAX_TAGS {
-        return Err(format!(
-            "must hold at most {MAX_TAGS} distinct tags (got {})",
-            tags.len()
-        ));
-    }
     Ok(tags.into_iter().collect())
 }
 
@@ -224,13 +224,15 @@ pub fn normalize_tag(tag: &str) -> Result<String, String> {
     if tag.contains('\0') {
         return Err("must not contain NUL characters".into());
     }
-    let tag = tag.trim().to_lowercase();
+    // Counted as sent (trimmed), before lower-casing, which can lengthen a
+    // tag (`İ` becomes two characters) and so cannot be checked by a client.
+    let tag = tag.trim();
     match tag.chars().count() {
         0 => Err("must not be blank".into()),
         n if n > MAX_TAG_CHARS => Err(format!(
             "must be at most {MAX_TAG_CHARS} characters (got {n})"
         )),
-        _ => Ok(tag),
+        _ => Ok(tag.to_lowercase()),
     }
 }
 

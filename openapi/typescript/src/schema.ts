@@ -391,7 +391,7 @@ export interface components {
          *       "user_id": "6tnM3f0nQ6kSxXq1",
          *       "title": "Write report",
          *       "description": "Quarterly numbers",
-         *       "completed": false,
+         *       "completed": true,
          *       "priority": "high",
          *       "due_date": "2026-12-01T17:00:00Z",
          *       "tags": [
@@ -399,8 +399,8 @@ export interface components {
          *         "work"
          *       ],
          *       "created_at": "2026-11-22T10:00:00Z",
-         *       "updated_at": "2026-11-22T10:00:00Z",
-         *       "completed_at": null
+         *       "updated_at": "2026-11-28T16:30:00Z",
+         *       "completed_at": "2026-11-28T16:30:00Z"
          *     }
          */
         Task: {
@@ -427,7 +427,7 @@ export interface components {
             description: string | null;
             /**
              * @description Whether the task is done.
-             * @example false
+             * @example true
              */
             completed: boolean;
             /**
@@ -458,13 +458,13 @@ export interface components {
             /**
              * Format: date-time
              * @description When the task was last changed.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-11-28T16:30:00Z
              */
             updated_at: string;
             /**
              * Format: date-time
              * @description When the task was completed; `null` while it is pending.
-             * @example 2026-11-22T10:00:00Z
+             * @example 2026-11-28T16:30:00Z
              */
             completed_at: string | null;
         };
@@ -478,7 +478,7 @@ export interface components {
          *           "user_id": "6tnM3f0nQ6kSxXq1",
          *           "title": "Write report",
          *           "description": "Quarterly numbers",
-         *           "completed": false,
+         *           "completed": true,
          *           "priority": "high",
          *           "due_date": "2026-12-01T17:00:00Z",
          *           "tags": [
@@ -486,8 +486,8 @@ export interface components {
          *             "work"
          *           ],
          *           "created_at": "2026-11-22T10:00:00Z",
-         *           "updated_at": "2026-11-22T10:00:00Z",
-         *           "completed_at": null
+         *           "updated_at": "2026-11-28T16:30:00Z",
+         *           "completed_at": "2026-11-28T16:30:00Z"
          *         }
          *       ],
          *       "total": 1,
@@ -504,7 +504,7 @@ export interface components {
              *         "user_id": "6tnM3f0nQ6kSxXq1",
              *         "title": "Write report",
              *         "description": "Quarterly numbers",
-             *         "completed": false,
+             *         "completed": true,
              *         "priority": "high",
              *         "due_date": "2026-12-01T17:00:00Z",
              *         "tags": [
@@ -512,8 +512,8 @@ export interface components {
              *           "work"
              *         ],
              *         "created_at": "2026-11-22T10:00:00Z",
-             *         "updated_at": "2026-11-22T10:00:00Z",
-             *         "completed_at": null
+             *         "updated_at": "2026-11-28T16:30:00Z",
+             *         "completed_at": "2026-11-28T16:30:00Z"
              *       }
              *     ]
              */
@@ -692,7 +692,10 @@ export interface operations {
                 status?: components["schemas"]["StatusFilter"];
                 /** @description Only tasks of this priority. */
                 priority?: components["schemas"]["Priority"];
-                /** @description Only tasks carrying this tag (compared trimmed and lower-cased). */
+                /**
+                 * @description Only tasks carrying this tag (compared trimmed and lower-cased);
+                 *     empty means any.
+                 */
                 tag?: string;
                 /**
                  * @description Case-insensitive text to find in title or description; `%`, `_`
@@ -709,7 +712,10 @@ export interface operations {
                 order?: components["schemas"]["SortOrder"];
                 /** @description Page size, 1 to 100. */
                 limit?: number;
-                /** @description Matching tasks to skip. */
+                /**
+                 * @description Matching tasks to skip, at most 2^53 - 1 (the largest integer a
+                 *     JavaScript number holds exactly).
+                 */
                 offset?: number;
             };
             header?: never;
