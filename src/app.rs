@@ -8,7 +8,7 @@ use migration::{Migrator, MigratorTrait};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     endpoint::BoxEndpoint,
-    http::{HeaderValue, Method, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Cors,
     web::headers::HeaderMapExt,
 };
@@ -84,7 +84,9 @@ fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
         .data(state)
         .around(limit_body)
         .catch_all_error(problem_for)
+        .around(advertise_allowed_methods)
         .with(cors(cors_origins))
+        .around(same_origin_is_not_cross_origin)
         .around(log_request)
         .boxed()
 }
@@ -109,6 +111,47 @@ fn cors(origins: &[String]) -> Cors {
     } else {
         cors.allow_origins(origins.iter().map(String::as_str))
     }
+}
+
+/// A `405` says which methods the path does take (RFC 9110 §15.5.6).
+async fn advertise_allowed_methods<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut response = next.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(value) = api::document::allowed_methods(&path)
+            .and_then(|methods| HeaderValue::from_str(&methods).ok())
+    {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Ok(response)
+}
+
+/// Swagger UI at `/docs` calls the API from the API's own origin, and browsers
+/// send `Origin` on such same-origin writes too. They are not cross-origin, so
+/// CORS (which only knows the configured frontend origins) must not refuse
+/// them: the header is dropped when it names the host the request was sent to.
+async fn same_origin_is_not_cross_origin<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+) -> poem::Result<E::Output> {
+    let same_origin = match (req.header(header::ORIGIN), req.header(header::HOST)) {
+        (Some(origin), Some(host)) => url::Url::parse(origin).is_ok_and(|origin| {
+            let authority = match (origin.host_str(), origin.port()) {
+                (Some(name), Some(port)) => format!("{name}:{port}"),
+                (Some(name), None) => name.to_owned(),
+                _ => return false,
+            };
+            authority.eq_ignore_ascii_case(host)
+        }),
+        _ => false,
+    };
+    if same_origin {
+        req.headers_mut().remove(header::ORIGIN);
+    }
+    next.call(req).await
 }
 
 /// Rejects bodies over [`MAX_BODY_BYTES`] with 413: at once when

@@ -17,6 +17,8 @@
 //! - a description for success responses returned as a bare `Json<T>`, which
 //!   the derive leaves empty: the description of the schema they return.
 
+use std::sync::LazyLock;
+
 use poem::{Endpoint, endpoint::make_sync, web::Html};
 use serde_json::{Map, Value, json};
 
@@ -71,6 +73,37 @@ pub fn swagger_ui() -> impl Endpoint {
         .swagger_ui_html()
         .replacen(&service.spec(), &document_json(), 1);
     make_sync(move |_| Html(html.clone()))
+}
+
+/// The methods the API serves at a request path, as an `Allow` header value
+/// (`GET, POST`); `None` for a path it does not serve.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static ROUTES: LazyLock<Vec<(Vec<String>, String)>> = LazyLock::new(|| {
+        let document = document();
+        let paths = document["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(template, operations)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let methods = operations
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys())
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (segments, methods)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES.iter().find_map(|(template, methods)| {
+        let matches = template.len() == segments.len()
+            && template.iter().zip(&segments).all(|(expected, actual)| {
+                expected == actual || (expected.starts_with('{') && !actual.is_empty())
+            });
+        matches.then(|| methods.clone())
+    })
 }
 
 fn operations(document: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
@@ -266,5 +299,29 @@ fn describe_success_responses(document: &mut Value) {
                 response["description"] = Value::String(text);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_methods_follow_the_path_templates() {
+        assert_eq!(
+            allowed_methods("/api/alice/tasks").as_deref(),
+            Some("GET, POST")
+        );
+        assert_eq!(
+            allowed_methods("/api/alice/tasks/7").as_deref(),
+            Some("GET, PUT, PATCH, DELETE")
+        );
+        assert_eq!(
+            allowed_methods("/api/alice/tasks/7/complete").as_deref(),
+            Some("PATCH")
+        );
+        assert_eq!(allowed_methods("/health").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/api/alice/nothing"), None);
+        assert_eq!(allowed_methods("/api//tasks"), None);
     }
 }

@@ -339,13 +339,22 @@ async fn a_wrong_method_on_a_known_route_is_a_405_problem(
     let alice = app.user("alice");
     let id = id_of(&alice.create(json!({"title": "Untouched"})).await);
 
-    for (method, path) in [
-        (Method::DELETE, "/health".to_owned()),
-        (Method::POST, "/health".to_owned()),
-        (Method::POST, format!("/api/alice/tasks/{id}")),
-        (Method::PUT, "/api/alice/tasks".to_owned()),
-        (Method::DELETE, "/api/alice/tasks".to_owned()),
-        (Method::GET, format!("/api/alice/tasks/{id}/complete")),
+    for (method, path, allow) in [
+        (Method::DELETE, "/health".to_owned(), "GET"),
+        (Method::POST, "/health".to_owned(), "GET"),
+        (
+            Method::POST,
+            format!("/api/alice/tasks/{id}"),
+            "GET, PUT, PATCH, DELETE",
+        ),
+        (Method::PUT, "/api/alice/tasks".to_owned(), "GET, POST"),
+        (Method::DELETE, "/api/alice/tasks".to_owned(), "GET, POST"),
+        (
+            Method::GET,
+            format!("/api/alice/tasks/{id}/complete"),
+            "PATCH",
+        ),
+        (Method::TRACE, "/api/alice/me".to_owned(), "GET"),
     ] {
         let reply = send(
             app.client
@@ -361,6 +370,7 @@ async fn a_wrong_method_on_a_known_route_is_a_405_problem(
             reply.body
         );
         reply.problem(StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
     }
     assert_eq!(alice.all_tasks().await.len(), 1);
 }
@@ -555,6 +565,42 @@ async fn cors_lets_the_frontend_origin_call_the_api(
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
     assert!(exposed.contains(&"location".to_owned()), "{exposed:?}");
+}
+
+#[rstest]
+#[tokio::test]
+async fn swagger_ui_on_the_api_own_origin_may_write(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    // What a browser sends for "Try it out" at http://api.example.com:8000/docs.
+    let reply = send(
+        alice
+            .request(Method::POST, "/tasks")
+            .header("host", "api.example.com:8000")
+            .header("origin", "http://api.example.com:8000")
+            .body_json(&json!({"title": "From Swagger UI"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    // Another port on the same host is another origin.
+    let reply = send(
+        alice
+            .request(Method::POST, "/tasks")
+            .header("host", "api.example.com:8000")
+            .header("origin", "http://api.example.com:9000")
+            .body_json(&json!({"title": "From elsewhere"})),
+    )
+    .await;
+    reply.problem(StatusCode::FORBIDDEN);
+    let titles: Vec<Value> = alice
+        .all_tasks()
+        .await
+        .iter()
+        .map(|t| t["title"].clone())
+        .collect();
+    assert_eq!(titles, [json!("From Swagger UI")]);
 }
 
 #[rstest]
