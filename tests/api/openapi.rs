@@ -337,3 +337,35 @@ async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
         );
     }
 }
+
+/// Query bounds as published are the ones enforced, to the last integer.
+#[rstest]
+#[tokio::test]
+async fn numeric_query_bounds_in_the_spec_are_the_enforced_ones(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let spec = spec();
+    let parameters = spec["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    for name in ["limit", "offset"] {
+        let schema = &parameters.iter().find(|p| p["name"] == name).unwrap()["schema"];
+        let bound = |key: &str| schema[key].as_f64().unwrap() as u64;
+        let (minimum, maximum) = (bound("minimum"), bound("maximum"));
+        for (value, accepted) in [(minimum, true), (maximum, true), (maximum + 1, false)] {
+            let reply = alice.get(&format!("/tasks?{name}={value}")).await;
+            assert_eq!(
+                reply.status == StatusCode::OK,
+                accepted,
+                "{name}={value}: {}",
+                reply.body
+            );
+        }
+        if minimum > 0 {
+            let reply = alice.get(&format!("/tasks?{name}={}", minimum - 1)).await;
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        }
+    }
+}
