@@ -146,6 +146,27 @@ impl ApiError {
     }
 }
 
+/// The problem document a client receives for a documented error status,
+/// rendered by the same code as real errors; the OpenAPI document shows these
+/// as the examples of each error response.
+pub fn example_problem(status: u16) -> Option<serde_json::Value> {
+    let error = match status {
+        400 => ApiError::BadRequest(
+            "request body is not valid JSON: expected `,` or `}` at line 1 column 18".into(),
+        ),
+        401 => ApiError::Unauthorized("token has expired".into()),
+        403 => ApiError::Forbidden,
+        404 => ApiError::task_not_found(),
+        413 => ApiError::PayloadTooLarge {
+            limit: crate::app::MAX_BODY_BYTES,
+        },
+        422 => ApiError::Validation(vec![FieldError::example()]),
+        503 => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
+        _ => return None,
+    };
+    poem_openapi::types::ToJSON::to_json(&error.problem())
+}
+
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         if db::is_unavailable(&err) {
@@ -306,7 +327,8 @@ pub async fn problem_for(err: poem::Error) -> Response {
 impl From<poem::Error> for ApiError {
     fn from(err: poem::Error) -> Self {
         if let Some(e) = err.downcast_ref::<ParseParamError>() {
-            return Self::invalid(e.name, e.reason.clone());
+            let rule = crate::api::query_rule(e.name).map(str::to_owned);
+            return Self::invalid(e.name, rule.unwrap_or_else(|| e.reason.clone()));
         }
         // The only typed path parameter is the task id: a path that cannot
         // name a task names no task of this user.

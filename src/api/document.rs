@@ -12,7 +12,8 @@
 //!   every status; each operation keeps those it can actually return.
 //! - `links` from `createTask` to the operations on the created task, for
 //!   clients and contract testers that follow them.
-//! - property examples, taken from each schema's example.
+//! - property examples, taken from each schema's example, and for each error
+//!   response the problem document of that status.
 //! - enum references without the derive's `allOf` wrapper parts.
 //! - a description for success responses returned as a bare `Json<T>`, which
 //!   the derive leaves empty: the description of the schema they return.
@@ -34,6 +35,7 @@ pub fn document() -> Value {
         plain_json_media_type(operation);
         canonical_header_names(operation);
         keep_possible_errors(operation);
+        example_problems(operation);
     }
     link_created_task(&mut document);
     hoist_all_of_annotations(&mut document);
@@ -197,6 +199,21 @@ fn keep_possible_errors(operation: &mut Map<String, Value>) {
         "403" => secured && has_param("user_id"),
         _ => true,
     });
+}
+
+fn example_problems(operation: &mut Map<String, Value>) {
+    let responses = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut);
+    for (status, response) in responses.into_iter().flatten() {
+        let example = status.parse().ok().and_then(crate::error::example_problem);
+        if let (Some(example), Some(media)) = (
+            example,
+            response.pointer_mut("/content/application~1problem+json"),
+        ) {
+            media["example"] = example;
+        }
+    }
 }
 
 /// OpenAPI `links` from a created task to the operations on it.

@@ -9,6 +9,7 @@ mod tags;
 mod tasks;
 
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
+pub use tasks::query_rule;
 
 /// Groups of operations in the OpenAPI document and Swagger UI.
 #[derive(Tags)]

@@ -56,6 +56,25 @@ enum DeletedTask {
     Deleted,
 }
 
+/// What a valid value of each `listTasks` query parameter looks like, for the
+/// 422 that names it (the framework's own messages quote types and regexes).
+pub fn query_rule(parameter: &str) -> Option<&'static str> {
+    Some(match parameter {
+        "status" => "must be one of `all`, `pending`, `completed`",
+        "priority" => "must be one of `low`, `medium`, `high`",
+        "sort" => "must be one of `created_at`, `updated_at`, `title`, `due_date`, `priority`",
+        "order" => "must be `asc` or `desc`",
+        "limit" => "must be a whole number from 1 to 100",
+        "offset" => "must be a whole number from 0 to 9007199254740991",
+        "tag" => "must be at most 50 characters after trimming, without NUL characters",
+        "q" => "must be at most 1000 characters, without NUL characters",
+        "due_before" | "due_after" => {
+            "must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`"
+        }
+        _ => return None,
+    })
+}
+
 fn default_limit() -> u64 {
     DEFAULT_PAGE_SIZE
 }

@@ -909,10 +909,20 @@ async fn invalid_query_values_are_422_problems_naming_the_field(
         ("due_before=2026-12-01", "due_before"),
         ("due_after=tomorrow", "due_after"),
         ("due_after=2026-13-01T00:00:00Z", "due_after"),
+        ("tag=a%00b", "tag"),
+        (&format!("tag={}", "x".repeat(51)), "tag"),
+        ("q=%00", "q"),
         ("status=pending&limit=0", "limit"),
     ] {
         let reply = alice.get(&format!("/tasks?{query}")).await;
         assert_eq!(reply.invalid_fields(), [field], "{query}: {}", reply.body);
+        // Said for people: no framework type names or regular expressions.
+        let message = reply.body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("must "), "{query}: {message}");
+        assert!(
+            !message.contains('\\') && !message.contains("parse"),
+            "{query}: {message}"
+        );
     }
 }
 
