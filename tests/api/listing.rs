@@ -834,7 +834,7 @@ async fn an_offset_past_the_end_gives_no_items_and_the_full_total(
     assert_eq!(ids_of_page(&last), [ids[0]]);
     assert_eq!(last["total"], 3);
 
-    for offset in ["3", "100", "9223372036854775807"] {
+    for offset in ["3", "100", "9007199254740991"] {
         let body = page(&alice, &format!("offset={offset}")).await;
         assert_eq!(
             body,
