@@ -328,7 +328,10 @@ pub fn ids(tasks: &Value) -> Vec<i64> {
 #[macro_export]
 macro_rules! spawn_or_skip {
     ($backend:expr) => {
-        match $crate::helpers::TestApp::spawn($backend).await {
+        $crate::spawn_or_skip!($backend, |_| {})
+    };
+    ($backend:expr, $configure:expr) => {
+        match $crate::helpers::TestApp::spawn_with($backend, $configure).await {
             Some(app) => app,
             None => return,
         }

@@ -13,12 +13,16 @@ use todo_api::config::Config;
 
 use crate::helpers::{Backend, Reply, SECRET, TestApp, User};
 use crate::jwks_server::{AuthServer, SigningKey, better_auth_claims, now};
+use crate::spawn_or_skip;
 
-/// Configures the app as a Better Auth deployment would: BETTER_AUTH_URL only.
-fn better_auth(server: &AuthServer) -> impl FnOnce(&mut Config) + '_ {
+/// Configures the app as a Better Auth deployment would (BETTER_AUTH_URL
+/// only), then as `adjust` says.
+fn trusting(server: &AuthServer, adjust: impl FnOnce(&mut Config)) -> impl FnOnce(&mut Config) {
+    let base_url = server.base_url.parse().unwrap();
     move |config| {
         config.better_auth_secret = None;
-        config.better_auth_url = Some(server.base_url.parse().unwrap());
+        config.better_auth_url = Some(base_url);
+        adjust(config);
     }
 }
 
@@ -56,9 +60,7 @@ async fn tokens_of_every_better_auth_algorithm_are_accepted(
 ) {
     let key = SigningKey::generate(alg);
     let server = AuthServer::start(&[&key]).await;
-    let Some(app) = TestApp::spawn_with(backend, better_auth(&server)).await else {
-        return;
-    };
+    let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
     let token = key.sign(&better_auth_claims(&server.base_url, "ba-user-1"));
     let user = as_user(&app, "ba-user-1", token);
 
@@ -83,14 +85,12 @@ async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
     let rs = SigningKey::generate(Algorithm::RS256);
     let server = AuthServer::start(&[&ed, &es, &rs]).await;
     // The shared secret is on too, so the HS256 path is live for the confusion attack.
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.better_auth_secret = Some(SECRET.into());
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.better_auth_secret = Some(SECRET.into());
+        })
+    );
     let base = server.base_url.as_str();
     let claims = better_auth_claims(base, "victim");
     let with = |changes: Value| {
@@ -195,9 +195,7 @@ async fn a_token_without_kid_is_401(
 ) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
-    let Some(app) = TestApp::spawn_with(backend, better_auth(&server)).await else {
-        return;
-    };
+    let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
     let token = {
         let signed = ed.sign(&better_auth_claims(&server.base_url, "u"));
         let [_, payload, signature] = signed.split('.').collect::<Vec<_>>()[..] else {
@@ -217,9 +215,7 @@ async fn hs256_tokens_are_refused_when_only_the_jwks_is_configured(
 ) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
-    let Some(app) = TestApp::spawn_with(backend, better_auth(&server)).await else {
-        return;
-    };
+    let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
     // `app.user` mints HS256 tokens with the test secret, which is not configured here.
     let detail = unauthorized(&app.user("alice").get("/tasks").await);
     assert!(detail.contains("HS256 is not accepted"), "{detail}");
@@ -232,14 +228,12 @@ async fn both_hs256_and_jwks_tokens_work_side_by_side(
 ) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.better_auth_secret = Some(SECRET.into());
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.better_auth_secret = Some(SECRET.into());
+        })
+    );
     let hs = app.user("alice");
     hs.create(json!({"title": "via HS256"})).await;
     let token = ed.sign(&better_auth_claims(&server.base_url, "alice"));
@@ -260,14 +254,12 @@ async fn a_rotated_in_key_works_without_restart_and_a_removed_one_stops(
 ) {
     let old = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&old]).await;
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.jwks_unknown_kid_cooldown = Duration::ZERO;
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.jwks_unknown_kid_cooldown = Duration::ZERO;
+        })
+    );
     let claims = better_auth_claims(&server.base_url, "alice");
     let old_user = as_user(&app, "alice", old.sign(&claims));
     assert_eq!(old_user.get("/tasks").await.status, StatusCode::OK);
@@ -310,16 +302,14 @@ async fn the_periodic_refresh_drops_removed_keys(
     let old = SigningKey::generate(Algorithm::EdDSA);
     let new = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&old, &new]).await;
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.jwks_refresh_interval = Duration::from_millis(100);
-        // Unknown kids cannot cause fetches here: only the refresh can.
-        config.jwks_unknown_kid_cooldown = Duration::from_secs(3600);
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.jwks_refresh_interval = Duration::from_millis(100);
+            // Unknown kids cannot cause fetches here: only the refresh can.
+            config.jwks_unknown_kid_cooldown = Duration::from_secs(3600);
+        })
+    );
     let claims = better_auth_claims(&server.base_url, "alice");
     let old_user = as_user(&app, "alice", old.sign(&claims));
     assert_eq!(old_user.get("/tasks").await.status, StatusCode::OK);
@@ -342,9 +332,7 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(
 ) {
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
-    let Some(app) = TestApp::spawn_with(backend, better_auth(&server)).await else {
-        return;
-    };
+    let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
     let claims = better_auth_claims(&server.base_url, "alice");
     let user = as_user(&app, "alice", key.sign(&claims));
     assert_eq!(user.get("/tasks").await.status, StatusCode::OK);
@@ -376,14 +364,12 @@ async fn the_last_good_keys_keep_working_while_the_auth_server_fails(
 ) {
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.jwks_refresh_interval = Duration::from_millis(50);
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.jwks_refresh_interval = Duration::from_millis(50);
+        })
+    );
     let user = as_user(
         &app,
         "alice",
@@ -409,14 +395,12 @@ async fn startup_does_not_wait_for_the_auth_server_and_recovers_when_it_is_up(
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
     server.set_failing(true);
-    let Some(app) = TestApp::spawn_with(backend, |config| {
-        better_auth(&server)(config);
-        config.jwks_unknown_kid_cooldown = Duration::ZERO;
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_or_skip!(
+        backend,
+        trusting(&server, |config| {
+            config.jwks_unknown_kid_cooldown = Duration::ZERO;
+        })
+    );
     let user = as_user(
         &app,
         "alice",
