@@ -53,11 +53,11 @@ pub struct Config {
     pub jwt_leeway_secs: u64,
 
     /// How often the JWKS is fetched again, so removed keys stop working.
-    #[arg(long, env = "JWKS_REFRESH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "JWKS_REFRESH_INTERVAL", default_value = "5m", value_parser = parse_jwks_interval)]
     pub jwks_refresh_interval: Duration,
 
     /// Least time between two JWKS fetches caused by tokens with an unknown `kid`.
-    #[arg(long, env = "JWKS_UNKNOWN_KID_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "JWKS_UNKNOWN_KID_COOLDOWN", default_value = "30s", value_parser = parse_jwks_interval)]
     pub jwks_unknown_kid_cooldown: Duration,
 
     /// Address to listen on.
@@ -159,6 +159,16 @@ fn parse_http_url(value: &str) -> Result<Url, String> {
         return Err(format!("`{value}` is not an http(s) URL"));
     }
     Ok(url)
+}
+
+/// A JWKS timing of at least a second: zero would refetch the key set in a
+/// loop (refresh) or on every forged `kid` (cool-down), hammering the auth server.
+fn parse_jwks_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(interval)
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {

@@ -52,6 +52,8 @@ fn bad_configuration_stops_with_a_message_naming_the_variable() {
         ("JWT_LEEWAY_SECS", "-5"),
         ("JWKS_REFRESH_INTERVAL", "soon"),
         ("JWKS_UNKNOWN_KID_COOLDOWN", "30 parsecs"),
+        ("JWKS_REFRESH_INTERVAL", "0s"),
+        ("JWKS_UNKNOWN_KID_COOLDOWN", "500ms"),
     ];
     for (variable, value) in cases {
         let output = todo_api(&["openapi"], &[(variable, value)]);
