@@ -121,6 +121,12 @@ async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
         b64(&json!({"alg": "none", "kid": ed.kid})),
         b64(&claims)
     );
+    let es512 = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "ES512", "kid": ed.kid})),
+        b64(&claims),
+        URL_SAFE_NO_PAD.encode([7u8; 132])
+    );
     let hs256_with = |secret: &[u8], kid: &str| {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.into());
@@ -155,6 +161,12 @@ async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
             "audience",
         ),
         ("alg none", none, "malformed or its `alg` is not supported"),
+        (
+            // Better Auth can be set to ES512, which jsonwebtoken cannot verify.
+            "ES512, which is not supported",
+            es512,
+            "malformed or its `alg` is not supported",
+        ),
         (
             "HS256 signed with the RSA public key",
             hs256_with(&rs.public_bytes, &rs.kid),
