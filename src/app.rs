@@ -36,6 +36,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub verifier: Arc<TokenVerifier>,
     pub users: Arc<KnownUsers>,
+    pub write_health: Arc<db::WriteHealth>,
 }
 
 /// The ready-to-serve app and the state inside it.
@@ -68,6 +69,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         db,
         verifier: Arc::new(verifier),
         users: Arc::new(KnownUsers::default()),
+        write_health: Arc::default(),
     };
     let endpoint = routes(state.clone(), &config.cors_origins);
     Ok(App { state, endpoint })
@@ -81,6 +83,7 @@ fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .around(record_write_outcome)
         .data(state)
         .around(limit_body)
         .catch_all_error(problem_for)
@@ -111,6 +114,30 @@ fn cors(origins: &[String]) -> Cors {
     } else {
         cors.allow_origins(origins.iter().map(String::as_str))
     }
+}
+
+/// Tells [`db::WriteHealth`] whether the last write request committed, so
+/// that `/health` fails while writes cannot commit (disk full, read-only)
+/// and recovers when they can.
+async fn record_write_outcome<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let health = req
+        .data::<AppState>()
+        .map(|state| state.write_health.clone())
+        .filter(|_| is_write);
+    let result = next.call(req).await.map(IntoResponse::into_response);
+    if let Some(health) = health {
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(err) => err.status(),
+        };
+        if status.is_success() {
+            health.record(true);
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            health.record(false);
+        }
+    }
+    result
 }
 
 /// A `405` says which methods the path does take (RFC 9110 §15.5.6).

@@ -26,6 +26,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub database_acquire_timeout: Duration,
 
+    /// Longest a database statement may run (PostgreSQL `statement_timeout`,
+    /// lock waits included) or wait for SQLite's write lock (`busy_timeout`);
+    /// then the request gets 503. `0` means no limit on PostgreSQL.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_statement_timeout: Duration,
+
     /// Shared secret for HS256 tokens (at least 32 bytes). Unset with no JWKS
     /// configured: a random one per run, for a demo.
     #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true, value_parser = parse_secret)]
@@ -96,6 +102,7 @@ impl Config {
             database_url: database_url.into(),
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(5),
+            database_statement_timeout: Duration::from_secs(5),
             better_auth_secret: None,
             better_auth_url: None,
             jwks_url: None,

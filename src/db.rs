@@ -1,28 +1,52 @@
 //! Connecting to SQLite or PostgreSQL, and telling "the database is down"
 //! apart from other database errors.
 
-use std::time::Duration;
-
-use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, sqlx,
-    sqlx::sqlite::SqliteJournalMode,
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
 };
 
-use crate::config::Config;
+use chrono::{SubsecRound, Utc};
+use entity::write_probe;
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, RuntimeErr,
+    sea_query::OnConflict,
+    sqlx::{
+        self, Connection,
+        pool::PoolConnectionMetadata,
+        postgres::PgConnection,
+        sqlite::{SqliteConnection, SqliteJournalMode},
+    },
+};
+
+use crate::{app::MAX_BODY_BYTES, config::Config};
 
 /// Opens the pool named by `DATABASE_URL`. The SQLite file is created if
 /// missing; a `postgres://` URL may carry `sslmode=require` (TLS via rustls).
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let statement_timeout = config.database_statement_timeout;
     let mut options = ConnectOptions::new(&config.database_url);
     options
         .acquire_timeout(config.database_acquire_timeout)
         .connect_timeout(config.database_acquire_timeout)
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             // WAL lets other processes read while the service writes; a lock
             // held by another writer is waited for briefly, then answered 503.
             opts.journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(2))
+                .busy_timeout(statement_timeout)
+        })
+        .map_sqlx_postgres_opts(move |opts| match statement_timeout.as_millis() {
+            0 => opts,
+            // A startup parameter, so it holds on every connection without a
+            // round trip; lock waits count against it too.
+            ms => opts.options([("statement_timeout", ms.to_string())]),
+        })
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, meta| Box::pin(sqlite_is_reusable(conn, meta)))
+        })
+        .map_sqlx_postgres_pool_opts(|pool| {
+            pool.after_release(|conn, meta| Box::pin(postgres_is_reusable(conn, meta)))
         });
     if config.database_url.starts_with("sqlite:") {
         // SQLite takes one writer at a time; one connection queues requests in
@@ -34,6 +58,91 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(log_query);
     Ok(db)
+}
+
+/// Whether a connection returned to the pool may serve the next request.
+///
+/// After SQLITE_FULL or an I/O error SQLite may roll the transaction back by
+/// itself; the ROLLBACK that sqlx then sends fails, its transaction depth is
+/// never reset, and every later `begin`/`commit` becomes a SAVEPOINT/RELEASE
+/// inside a transaction that never commits: writes would be acknowledged and
+/// lost. So a connection that sqlx still believes to be inside a transaction,
+/// once its queued ROLLBACK has run, is closed (which rolls back whatever is
+/// open) instead of reused.
+async fn sqlite_is_reusable(
+    conn: &mut SqliteConnection,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction queues its ROLLBACK on the connection's worker;
+    // taking the handle waits until the worker has processed it.
+    drop(conn.lock_handle().await?);
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection that an error left inside a transaction");
+    }
+    Ok(clean)
+}
+
+/// PostgreSQL's ROLLBACK never fails for want of a transaction, and sqlx
+/// lowers its depth when it queues one; a connection still inside a
+/// transaction here is in a state nothing expects, so it is closed.
+async fn postgres_is_reusable(
+    conn: &mut PgConnection,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection left inside a transaction");
+    }
+    Ok(clean)
+}
+
+/// Whether writes commit, as far as this process knows: set when a write
+/// request failed with 503, cleared when one succeeds or a full-size probe
+/// commits.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    failing: AtomicBool,
+}
+
+impl WriteHealth {
+    pub fn record(&self, committed: bool) {
+        self.failing.store(!committed, Ordering::Relaxed);
+    }
+
+    /// Proves the database still commits writes, not just that it answers:
+    /// a SQLite file on a full disk or a read-only PostgreSQL still answers
+    /// pings. Rewrites one row of `write_probe`; after a failed write the row
+    /// first takes a payload as large as the largest request body, so that
+    /// "healthy" means a real write fits again, not just a tiny one.
+    pub async fn probe(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        if self.failing.load(Ordering::Relaxed) {
+            write_probe_row(db, Some(vec![0; MAX_BODY_BYTES])).await?;
+        }
+        write_probe_row(db, None).await?;
+        self.record(true);
+        Ok(())
+    }
+}
+
+async fn write_probe_row(db: &DatabaseConnection, filler: Option<Vec<u8>>) -> Result<(), DbErr> {
+    let row = write_probe::ActiveModel {
+        id: sea_orm::Set(1),
+        checked_at: sea_orm::Set(Utc::now().trunc_subsecs(6)),
+        filler: sea_orm::Set(filler),
+    };
+    write_probe::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(write_probe::Column::Id)
+                .update_columns([write_probe::Column::CheckedAt, write_probe::Column::Filler])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 /// Queries at least this slow are logged at `warn`; the rest at `trace`
@@ -78,16 +187,23 @@ pub fn is_unavailable(err: &DbErr) -> bool {
                 .try_downcast_ref::<sqlx::sqlite::SqliteError>()
                 .is_some()
             {
-                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6): another writer;
+                // SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_FULL (13),
+                // SQLITE_CANTOPEN (14): the file cannot take writes now (disk
+                // full, read-only mount); with their extended codes.
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
             } else {
                 // PostgreSQL: class 08 connection exception, 57P0x shutdown or
-                // "cannot connect now", 53300 too many connections, 3D000 the
-                // database is gone.
+                // "cannot connect now", class 53 insufficient resources (disk
+                // full, out of memory, too many connections), 58030 I/O
+                // error, 25006 a read-only transaction (a standby, or
+                // default_transaction_read_only), 57014 statement_timeout, 3D000
+                // the database is gone.
                 code.starts_with("08")
                     || code.starts_with("57P0")
-                    || code == "53300"
-                    || code == "3D000"
+                    || code.starts_with("53")
+                    || matches!(code, "58030" | "25006" | "57014" | "3D000")
             }
         }
         _ => false,

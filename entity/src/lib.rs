@@ -7,5 +7,6 @@ pub mod tag;
 pub mod task;
 pub mod task_tag;
 pub mod user;
+pub mod write_probe;
 
 pub use task::Priority;

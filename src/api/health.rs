@@ -17,11 +17,15 @@ pub struct HealthApi;
 impl HealthApi {
     /// Health check
     ///
-    /// `200` when the service and its database answer, `503` when the
-    /// database does not. Needs no token.
+    /// `200` when the service can commit a write to its database, `503`
+    /// when it cannot (unreachable, disk full, read-only). Needs no token.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&AppState>) -> Result<Json<Health>, DatabaseUnavailable> {
-        state.db.ping().await.map_err(DatabaseUnavailable)?;
+        state
+            .write_health
+            .probe(&state.db)
+            .await
+            .map_err(DatabaseUnavailable)?;
         Ok(Json(Health {
             status: "ok".into(),
             database: "ok".into(),

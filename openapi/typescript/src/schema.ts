@@ -159,8 +159,8 @@ export interface paths {
         };
         /**
          * Health check
-         * @description `200` when the service and its database answer, `503` when the
-         *     database does not. Needs no token.
+         * @description `200` when the service can commit a write to its database, `503`
+         *     when it cannot (unreachable, disk full, read-only). Needs no token.
          */
         get: operations["health"];
         put?: never;

@@ -1,0 +1,122 @@
+//! The real `todo-api` binary as a child process on a loopback port, for
+//! tests that need a real socket, real signals or real resource limits.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::helpers::{SECRET, free_port};
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    /// Starts `todo-api serve` on `database_url` with HS256 tokens, a free
+    /// port and these extra variables, and waits until it accepts connections.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(
+            Command::new(env!("CARGO_BIN_EXE_todo-api")),
+            database_url,
+            env,
+        )
+        .await
+    }
+
+    /// The same with a command of the caller's (e.g. a shell that sets limits
+    /// first); the binary must be its last argument.
+    pub async fn start_with(
+        mut command: Command,
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        command
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("BETTER_AUTH_SECRET", SECRET)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command.spawn().expect("start todo-api");
+        let server = Self { child, port };
+        server.wait_until_listening().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_until_listening(&self) {
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not start listening");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A status, headers and JSON body (`Null` when empty) from a real socket.
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> HttpReply {
+    let response = request.send().await.expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
