@@ -109,6 +109,14 @@ impl TokenVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             ApiError::Unauthorized("token is malformed or its `alg` is not supported".into())
         })?;
+        // RFC 7515 §4.1.11: extensions named critical must be understood, and
+        // this server understands none.
+        if header.crit.is_some() {
+            return Err(ApiError::Unauthorized(
+                "token header names critical extensions (`crit`) this server does not support"
+                    .into(),
+            ));
+        }
         let claims = match (header.alg, &self.shared_secret, &self.jwks) {
             (Algorithm::HS256, Some((key, validation)), _) => decode(token, key, validation)?,
             (alg, _, Some((jwks, validation))) if JWKS_ALGORITHMS.contains(&alg) => {
@@ -140,14 +148,26 @@ impl TokenVerifier {
                 )));
             }
         };
-        let length = claims.sub.chars().count();
-        if length == 0 || length > MAX_SUBJECT_CHARS || claims.sub.chars().any(char::is_control) {
+        if !is_printable_subject(&claims.sub) {
             return Err(ApiError::Unauthorized(format!(
-                "token `sub` must be 1 to {MAX_SUBJECT_CHARS} printable characters"
+                "token `sub` must be 1 to {MAX_SUBJECT_CHARS} printable characters, not only spaces"
             )));
         }
         Ok(claims)
     }
+}
+
+/// A user id that reads the same wherever it is shown or logged: no control
+/// or invisible format characters (U+200B, U+202E, ...), and not blank.
+fn is_printable_subject(sub: &str) -> bool {
+    use icu_properties::{CodePointMapData, props::GeneralCategory};
+    let category = CodePointMapData::<GeneralCategory>::new();
+    let length = sub.chars().count();
+    (1..=MAX_SUBJECT_CHARS).contains(&length)
+        && !sub.chars().all(char::is_whitespace)
+        && !sub
+            .chars()
+            .any(|c| c.is_control() || category.get(c) == GeneralCategory::Format)
 }
 
 fn validation(
@@ -159,6 +179,7 @@ fn validation(
     let mut validation = Validation::new(algorithms[0]);
     validation.algorithms = algorithms.to_vec();
     validation.leeway = leeway_secs;
+    validation.validate_nbf = true;
     let mut required = vec!["exp", "sub"];
     if !issuers.is_empty() {
         validation.set_issuer(issuers);

@@ -145,6 +145,39 @@ async fn every_kind_of_bad_token_is_401_saying_what_is_wrong(
             hs256(json!({"sub": 42, "exp": exp})),
             "claims",
         ),
+        (
+            "nbf a year ahead",
+            hs256(json!({"sub": "alice", "exp": exp + 366 * 86400, "nbf": now() + 365 * 86400})),
+            "not valid yet",
+        ),
+        (
+            "crit header",
+            jsonwebtoken::encode(
+                &Header {
+                    crit: Some(vec!["http://example.com/unknown-extension".into()]),
+                    ..Header::new(Algorithm::HS256)
+                },
+                &json!({"sub": "alice", "exp": exp}),
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap(),
+            "crit",
+        ),
+        (
+            "right-to-left override in sub",
+            hs256(json!({"sub": "alice\u{202E}gnp.exe", "exp": exp})),
+            "printable",
+        ),
+        (
+            "zero-width space in sub",
+            hs256(json!({"sub": "ali\u{200B}ce", "exp": exp})),
+            "printable",
+        ),
+        (
+            "blank sub",
+            hs256(json!({"sub": " ", "exp": exp})),
+            "not only spaces",
+        ),
         ("no exp", hs256(json!({"sub": "alice"})), "exp"),
         (
             "string exp",
@@ -198,6 +231,11 @@ async fn every_kind_of_bad_token_is_401_saying_what_is_wrong(
             .is_empty(),
         "no rejected token may create a user"
     );
+
+    // `nbf` within the clock-skew leeway (60 s) is accepted.
+    let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() + 30}));
+    let reply = list_with(&app, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
 #[rstest]

@@ -150,6 +150,13 @@ async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
             "expired",
         ),
         (
+            "not valid for a year",
+            ed.sign(&with(
+                json!({"nbf": now() + 365 * 86400, "exp": now() + 366 * 86400}),
+            )),
+            "not valid yet",
+        ),
+        (
             "wrong issuer",
             ed.sign(&with(json!({"iss": "https://evil.example"}))),
             "issuer",
