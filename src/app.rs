@@ -1,7 +1,10 @@
 //! Building the whole app from configuration. `main` and every test call
 //! [`build_app`], so tests exercise the real wiring.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -22,6 +25,7 @@ use crate::{
     config::Config,
     db,
     error::{ApiError, problem_for},
+    server,
     users::KnownUsers,
 };
 
@@ -71,11 +75,15 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         users: Arc::new(KnownUsers::default()),
         write_health: Arc::default(),
     };
-    let endpoint = routes(state.clone(), &config.cors_origins);
+    let limits = RequestLimits {
+        body_timeout: config.body_timeout,
+        request_timeout: config.request_timeout,
+    };
+    let endpoint = routes(state.clone(), &config.cors_origins, limits);
     Ok(App { state, endpoint })
 }
 
-fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
+fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> BoxEndpoint<'static> {
     let api = api::service();
     let spec = api::document::document_endpoint();
     let docs = api::document::swagger_ui();
@@ -85,7 +93,7 @@ fn routes(state: AppState, cors_origins: &[String]) -> BoxEndpoint<'static> {
         .nest("/docs", docs)
         .around(record_write_outcome)
         .data(state)
-        .around(limit_body)
+        .around(move |next, req| limit_request(next, req, limits))
         .catch_all_error(problem_for)
         .around(advertise_allowed_methods)
         .with(cors(cors_origins))
@@ -181,10 +189,22 @@ async fn same_origin_is_not_cross_origin<E: Endpoint>(
     next.call(req).await
 }
 
-/// Rejects bodies over [`MAX_BODY_BYTES`] with 413: at once when
-/// `Content-Length` says so, otherwise (chunked) after reading just past it.
+/// How long a request's body may take to arrive, and the service to answer it.
+#[derive(Debug, Clone, Copy)]
+struct RequestLimits {
+    body_timeout: Duration,
+    request_timeout: Duration,
+}
+
+/// Reads the whole body first, within [`MAX_BODY_BYTES`] (413: at once when
+/// `Content-Length` says so, otherwise after reading just past it) and the
+/// body timeout (408), then gives the handler the request deadline (503).
 /// Unlike poem's `SizeLimit`, a request without a body needs no length.
-async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<E::Output> {
+async fn limit_request<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    limits: RequestLimits,
+) -> poem::Result<E::Output> {
     let too_large = ApiError::PayloadTooLarge {
         limit: MAX_BODY_BYTES,
     };
@@ -195,16 +215,21 @@ async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
     {
         return Err(too_large.into());
     }
-    let body = req
-        .take_body()
-        .into_bytes_limit(MAX_BODY_BYTES)
+    let read = req.take_body().into_bytes_limit(MAX_BODY_BYTES);
+    let body = tokio::time::timeout(limits.body_timeout, read)
         .await
+        .map_err(|_| ApiError::BodyTimeout(limits.body_timeout))?
         .map_err(|err| match err {
             poem::error::ReadBodyError::PayloadTooLarge => too_large,
             other => ApiError::BadRequest(format!("cannot read request body: {other}")),
         })?;
+    if let Some(progress) = req.extensions().get::<server::BodyProgress>() {
+        progress.received();
+    }
     req.set_body(body);
-    next.call(req).await
+    tokio::time::timeout(limits.request_timeout, next.call(req))
+        .await
+        .map_err(|_| ApiError::DeadlineExceeded(limits.request_timeout))?
 }
 
 /// One log line per request, with the request id (the client's

@@ -74,6 +74,29 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
 
+    /// A request's headers must arrive within this (from its first byte, or
+    /// from connecting for a connection's first request).
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// An idle keep-alive connection is closed after this.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub keep_alive_timeout: Duration,
+
+    /// A request body must arrive within this; else 408.
+    #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
+    /// Longest the service works on one request once its body has arrived; else 503.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+
+    /// Connections served at once; more wait to be accepted. Lowered to fit
+    /// the open-files limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Comma-separated browser origins allowed to call the API.
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000",
           value_delimiter = ',', value_parser = parse_origin)]
@@ -111,6 +134,11 @@ impl Config {
             jwt_leeway_secs: 60,
             jwks_refresh_interval: Duration::from_secs(300),
             jwks_unknown_kid_cooldown: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             cors_origins: vec!["http://localhost:3000".into()],
@@ -176,6 +204,15 @@ fn parse_jwks_interval(value: &str) -> Result<Duration, String> {
         return Err("must be at least 1s".into());
     }
     Ok(interval)
+}
+
+/// A timeout: zero would refuse every request.
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if timeout.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(timeout)
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {

@@ -93,6 +93,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+    BodyTimeout(std::time::Duration),
+    #[error("the request took longer than {} s; retry later", .0.as_secs_f64())]
+    DeadlineExceeded(std::time::Duration),
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
     #[error("the database is unavailable")]
@@ -124,8 +128,11 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Http(status, _) => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -157,6 +164,7 @@ pub fn example_problem(status: u16) -> Option<serde_json::Value> {
         401 => ApiError::Unauthorized("token has expired".into()),
         403 => ApiError::Forbidden,
         404 => ApiError::task_not_found(),
+        408 => ApiError::BodyTimeout(std::time::Duration::from_secs(30)),
         413 => ApiError::PayloadTooLarge {
             limit: crate::app::MAX_BODY_BYTES,
         },
@@ -202,10 +210,17 @@ impl IntoResponse for ApiError {
                         .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Self::Unavailable(_) | Self::AuthUnavailable => {
+            Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, "5".parse().expect("valid header"));
+            }
+            // The rest of the body was not read: the connection cannot carry
+            // another request, and the client must know before it sends one.
+            Self::PayloadTooLarge { .. } | Self::BodyTimeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, "close".parse().expect("valid header"));
             }
             _ => {}
         }
@@ -247,13 +262,20 @@ fn problem_response(status: u16) -> MetaResponse {
             "No such task for this user (another user's task is also 404).",
             vec![],
         ),
-        413 => ("The request body is over 64 KiB.", vec![]),
+        408 => (
+            "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed.",
+            vec![],
+        ),
+        413 => (
+            "The request body is over 64 KiB; the connection is closed.",
+            vec![],
+        ),
         422 => (
             "Well-formed but invalid input; `errors` lists each bad field.",
             vec![],
         ),
         503 => (
-            "The database, or the auth server's JWKS before its first fetch, is unreachable; retry later.",
+            "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later.",
             vec![header("Retry-After", "Seconds to wait before retrying.")],
         ),
         _ => unreachable!("undocumented problem status {status}"),
@@ -275,7 +297,7 @@ fn problem_response(status: u16) -> MetaResponse {
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: [400, 401, 403, 404, 413, 422, 503]
+            responses: [400, 401, 403, 404, 408, 413, 422, 503]
                 .into_iter()
                 .map(problem_response)
                 .collect(),

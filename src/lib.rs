@@ -12,6 +12,8 @@ pub mod config;
 pub mod db;
 /// The single error type and its problem+json mapping.
 pub mod error;
+/// The HTTP/1.1 server loop with its timeouts and connection limits.
+pub mod server;
 /// Task rules: validation and queries.
 pub mod tasks;
 /// Tracing setup.

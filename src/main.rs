@@ -6,14 +6,13 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
-use poem::{Server, listener::TcpListener};
 use secrecy::SecretString;
 use todo_api::{
     api,
     app::{self, build_app},
     auth::{Claims, mint_token, mint_token_for},
     config::Config,
-    db, telemetry,
+    db, server, telemetry,
 };
 
 #[derive(Parser)]
@@ -131,14 +130,53 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(secret) = demo_secret {
         print_demo_login(secret.as_bytes(), address);
     }
-    Server::new(TcpListener::bind(address))
-        .run_with_graceful_shutdown(
-            app.endpoint,
-            shutdown_signal(),
-            Some(Duration::from_secs(30)),
-        )
+    let listener = tokio::net::TcpListener::bind(address)
         .await
-        .context("server failed")
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let limits = server::Limits {
+        header_timeout: config.header_timeout,
+        keep_alive_timeout: config.keep_alive_timeout,
+        max_connections: connection_cap(&config),
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    server::serve(listener, app.endpoint, limits, shutdown_signal()).await;
+    Ok(())
+}
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// File descriptors kept for everything but client connections: database
+/// connections, the JWKS client, log files, the binary's own.
+const RESERVED_FILES: u64 = 64;
+
+/// MAX_CONNECTIONS, lowered to what the open-files limit allows (raised
+/// to its hard limit first), so that accept never fails for want of one.
+fn connection_cap(config: &Config) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read or raise the open-files limit");
+            return config.max_connections as usize;
+        }
+    };
+    let reserved = RESERVED_FILES + u64::from(config.database_max_connections);
+    let fits = files.saturating_sub(reserved).max(1);
+    let cap = u64::from(config.max_connections).min(fits);
+    if cap < u64::from(config.max_connections) {
+        tracing::warn!(
+            open_files_limit = files,
+            max_connections = cap,
+            "MAX_CONNECTIONS lowered to fit the open-files limit (raise `ulimit -n` to serve more)"
+        );
+    } else {
+        tracing::info!(
+            open_files_limit = files,
+            max_connections = cap,
+            "connection limit"
+        );
+    }
+    cap as usize
 }
 
 /// A fresh 256-bit secret for a run without BETTER_AUTH_SECRET.

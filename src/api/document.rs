@@ -165,7 +165,7 @@ fn canonical_header_names(operation: &mut Map<String, Value>) {
     }
 }
 
-/// Drops the error statuses an operation cannot produce: 400 and 413 need a
+/// Drops the error statuses an operation cannot produce: 400, 408 and 413 need a
 /// request body, 422 a body or query parameters, 404 a task id in the path,
 /// and 401/403 a bearer token and a `user_id`.
 fn keep_possible_errors(operation: &mut Map<String, Value>) {
@@ -192,7 +192,7 @@ fn keep_possible_errors(operation: &mut Map<String, Value>) {
         return;
     };
     responses.retain(|status, _| match status.as_str() {
-        "400" | "413" => has_body,
+        "400" | "408" | "413" => has_body,
         "422" => has_body || has_query,
         "404" => has_param("task_id"),
         "401" => secured,

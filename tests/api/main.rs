@@ -14,6 +14,7 @@ mod errors;
 mod isolation;
 mod jwks;
 mod jwks_server;
+mod limits;
 mod listing;
 mod openapi;
 mod process;

@@ -11,6 +11,12 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{SECRET, free_port};
 
+/// The binary under test: this build's, or `TODO_API_BIN` (to show that a
+/// test fails on an older build).
+pub fn binary() -> String {
+    std::env::var("TODO_API_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_todo-api").to_owned())
+}
+
 pub struct ServerProcess {
     pub child: Child,
     pub port: u16,

@@ -1,0 +1,437 @@
+//! Serving the app over HTTP/1.1 with the limits that keep a handful of slow
+//! or idle clients from holding the service. poem's own `Server` has no
+//! header or keep-alive timeout, no connection cap, no TCP keepalive, spins
+//! on `accept` errors such as EMFILE, and offers unbounded cleartext HTTP/2;
+//! this loop drives hyper directly with the same endpoint instead.
+//!
+//! HTTP/2 is not served: behind a load balancer or reverse proxy (the only
+//! way to reach the service over TLS) the hop to the service is HTTP/1.1,
+//! and prior-knowledge h2c is refused (505) rather than left unbounded.
+
+use std::{
+    convert::Infallible,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use poem::{
+    Addr, Endpoint, Request,
+    endpoint::BoxEndpoint,
+    http::uri::Scheme,
+    web::{LocalAddr, RemoteAddr},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{Notify, Semaphore},
+    time::Instant,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Largest request head (request line and headers) accepted; larger ones get
+/// 431 from hyper. Browsers and proxies stay far below it (cookies included).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// How the server bounds its clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request's head must arrive within this, from its first byte (or
+    /// from the connection's start, for its first request).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keep_alive_timeout: Duration,
+    /// Connections served at once; beyond it, new ones wait in the backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` resolves; then stops
+/// accepting, closes idle and stalled connections at once, lets in-flight
+/// requests finish within the grace period, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    endpoint: BoxEndpoint<'static>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(endpoint);
+    let limits = Arc::new(limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut accept_errors = AcceptErrors::default();
+    let local_addr = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+
+    loop {
+        // At capacity, stop accepting: new connections wait in the kernel's
+        // backlog instead of costing memory here.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+        };
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_errors.back_off(err).await;
+                    continue;
+                }
+            },
+        };
+        configure_socket(&stream);
+        let connection = serve_connection(
+            stream,
+            local_addr.unwrap_or(remote),
+            remote,
+            endpoint.clone(),
+            limits.clone(),
+            stopping.clone(),
+        );
+        connections.spawn(async move {
+            connection.await;
+            drop(slot);
+        });
+    }
+
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    tracing::info!(
+        open = connections.len(),
+        "stopped accepting; waiting for in-flight requests"
+    );
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown grace period over; closing the remaining connections"
+        );
+    }
+}
+
+/// TCP keepalive finds peers that vanished without a FIN (a laptop that
+/// slept, a NAT that forgot the flow); `TCP_NODELAY` because every response
+/// is written whole.
+fn configure_socket(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %err, "cannot enable TCP keepalive");
+    }
+}
+
+/// `accept` failures: the ones about a single connection are skipped; the
+/// rest (EMFILE, ENFILE, ENOBUFS, ENOMEM) would fail again at once, so the
+/// loop pauses instead of spinning, and says so at most every 10 s.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    since_logged: u64,
+}
+
+impl AcceptErrors {
+    async fn back_off(&mut self, err: io::Error) {
+        use io::ErrorKind as K;
+        if matches!(
+            err.kind(),
+            K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused | K::Interrupted
+        ) {
+            return;
+        }
+        self.since_logged += 1;
+        if self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::error!(
+                error = %err,
+                failures = self.since_logged,
+                "cannot accept connections (open files limit?); pausing accept"
+            );
+            self.last_logged = Some(Instant::now());
+            self.since_logged = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where a connection is between requests, which decides how long it may
+/// stay silent.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Accepted, no byte yet: the first head must arrive within the header timeout.
+    Fresh { since: Instant },
+    /// Waiting for the next request on a kept-alive connection.
+    Idle { since: Instant },
+    /// Part of a request head has arrived.
+    Head { since: Instant },
+    /// A request is being served; `body_received` once its body is read, so
+    /// a request stuck waiting for the client's body counts as stalled.
+    Busy { body_received: bool },
+}
+
+/// A connection's phase, shared by its socket, its requests and its watchdog.
+struct ConnectionState {
+    phase: Mutex<Phase>,
+    changed: Notify,
+}
+
+impl ConnectionState {
+    fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+        self.changed.notify_one();
+    }
+
+    fn bytes_arrived(&self) {
+        // A fresh connection's header clock runs from accept; an idle one's
+        // starts with the first byte of its next request.
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if let Phase::Idle { .. } = *phase {
+            *phase = Phase::Head {
+                since: Instant::now(),
+            };
+        }
+    }
+
+    /// When this connection is to be closed if nothing changes.
+    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        match self.phase() {
+            Phase::Fresh { since } | Phase::Head { since } => Some(since + limits.header_timeout),
+            Phase::Idle { since } => Some(since + limits.keep_alive_timeout),
+            Phase::Busy { .. } => None,
+        }
+    }
+
+    /// On shutdown: nothing is lost by closing it now.
+    fn is_idle_or_stalled(&self) -> bool {
+        !matches!(
+            self.phase(),
+            Phase::Busy {
+                body_received: true
+            }
+        )
+    }
+}
+
+/// Marks, from inside the app, that the request's body has been read: from
+/// then on the request is in flight, no longer waiting for its client.
+#[derive(Clone)]
+pub struct BodyProgress(Arc<ConnectionState>);
+
+impl BodyProgress {
+    pub fn received(&self) {
+        self.0.set(Phase::Busy {
+            body_received: true,
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    endpoint: Arc<BoxEndpoint<'static>>,
+    limits: Arc<Limits>,
+    stopping: CancellationToken,
+) {
+    let state = Arc::new(ConnectionState {
+        phase: Mutex::new(Phase::Fresh {
+            since: Instant::now(),
+        }),
+        changed: Notify::new(),
+    });
+    let service = hyper::service::service_fn({
+        let state = state.clone();
+        move |mut req: hyper::Request<Incoming>| {
+            let endpoint = endpoint.clone();
+            let state = state.clone();
+            async move {
+                state.set(Phase::Busy {
+                    body_received: req.body().is_end_stream(),
+                });
+                req.extensions_mut().insert(BodyProgress(state.clone()));
+                let req = Request::from((
+                    req,
+                    LocalAddr(Addr::SocketAddr(local)),
+                    RemoteAddr(Addr::SocketAddr(remote)),
+                    Scheme::HTTP,
+                ));
+                let response = endpoint.get_response(req).await;
+                let response: hyper::Response<_> = response.into();
+                Ok::<_, Infallible>(response.map(|body| ResponseBody {
+                    inner: body,
+                    state: Some(state),
+                }))
+            }
+        }
+    });
+    let io = TokioIo::new(WatchedStream {
+        inner: stream,
+        state: state.clone(),
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Our own clock (above) tells a slow head from an idle keep-alive;
+        // hyper's would close idle connections after the header timeout.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+
+    let mut shutting_down = false;
+    loop {
+        let deadline = state.deadline(&limits);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, %remote, "connection ended with an error");
+                }
+                return;
+            }
+            () = state.changed.notified() => {}
+            () = sleep_until(deadline) => {
+                if state.deadline(&limits).is_some_and(|at| at <= Instant::now()) {
+                    tracing::debug!(%remote, phase = ?state.phase(), "closing a slow or idle connection");
+                    return;
+                }
+            }
+            () = stopping.cancelled(), if !shutting_down => {
+                if state.is_idle_or_stalled() {
+                    return;
+                }
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+        if shutting_down && state.is_idle_or_stalled() {
+            return;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The socket, noting when the first byte of a new request arrives.
+struct WatchedStream {
+    inner: TcpStream,
+    state: Arc<ConnectionState>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.bytes_arrived();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type PoemBody = http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>;
+
+/// A response body that returns its connection to idle once it has been
+/// sent (or dropped), which starts the keep-alive clock.
+struct ResponseBody {
+    inner: PoemBody,
+    state: Option<Arc<ConnectionState>>,
+}
+
+impl ResponseBody {
+    fn finish(&mut self) {
+        if let Some(state) = self.state.take() {
+            state.set(Phase::Idle {
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = bytes::Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let result = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(result, Poll::Ready(None)) {
+            self.finish();
+        }
+        result
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
