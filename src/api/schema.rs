@@ -67,9 +67,9 @@ impl ParseFromJSON for Timestamp {
 
 impl ParseFromParameter for Timestamp {
     fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        tasks::parse_timestamp(value).map(Self).ok_or_else(|| {
-            ParseError::custom("must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`")
-        })
+        tasks::parse_timestamp(value)
+            .map(Self)
+            .ok_or_else(|| ParseError::custom(tasks::TIMESTAMP_RULE))
     }
 }
 
@@ -250,7 +250,8 @@ pub struct NewTask {
     /// An RFC 3339 date-time (any offset; stored in UTC), or `null`.
     #[oai(nullable)]
     pub due_date: Option<Timestamp>,
-    /// Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
+    /// Up to 20 tags of 1 to 50 characters once trimmed and lower-cased (a few
+    /// letters, such as `İ`, lower-case to two); duplicates collapse.
     #[oai(validator(
         max_items = 20,
         pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"

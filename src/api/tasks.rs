@@ -66,11 +66,11 @@ pub fn query_rule(parameter: &str) -> Option<&'static str> {
         "order" => "must be `asc` or `desc`",
         "limit" => "must be a whole number from 1 to 100",
         "offset" => "must be a whole number from 0 to 9007199254740991",
-        "tag" => "must be at most 50 characters after trimming, without NUL characters",
-        "q" => "must be at most 1000 characters, without NUL characters",
-        "due_before" | "due_after" => {
-            "must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`"
+        "tag" => {
+            "must be at most 50 characters once trimmed and lower-cased, without NUL characters"
         }
+        "q" => "must be at most 1000 characters, without NUL characters",
+        "due_before" | "due_after" => tasks::TIMESTAMP_RULE,
         _ => return None,
     })
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 use serde_json::{Map, Value};
 
 use super::Priority;
@@ -186,17 +186,28 @@ fn due_date(value: &Value) -> Result<Option<DateTime<Utc>>, String> {
         return Ok(None);
     }
     let due = text(value)?;
-    parse_timestamp(due).map(Some).ok_or_else(|| {
-        "must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`, or null".into()
-    })
+    parse_timestamp(due)
+        .map(Some)
+        .ok_or_else(|| format!("{TIMESTAMP_RULE}, or null"))
 }
 
+/// What a valid timestamp looks like, for the 422 that rejects one.
+pub const TIMESTAMP_RULE: &str = "must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`, \
+     between years 0001 and 9999 in UTC";
+
 /// Parses an RFC 3339 date-time into UTC at the microsecond precision both
-/// databases store.
+/// databases store. Its UTC value must fall in years 1..=9999, the range
+/// RFC 3339 can write back (an offset can push `9999-12-31` past it). A leap
+/// second (`23:59:60`) reads as the next second, as PostgreSQL stores it.
 pub fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value)
-        .ok()
-        .map(|at| at.with_timezone(&Utc).trunc_subsecs(6))
+    let at = DateTime::parse_from_rfc3339(value)
+        .ok()?
+        .with_timezone(&Utc);
+    let at = match at.nanosecond().checked_sub(1_000_000_000) {
+        Some(nanos) => DateTime::from_timestamp(at.timestamp() + 1, nanos)?,
+        None => at,
+    };
+    (1..=9999).contains(&at.year()).then(|| at.trunc_subsecs(6))
 }
 
 fn tags(value: &Value) -> Result<Vec<String>, String> {
@@ -224,15 +235,15 @@ pub fn normalize_tag(tag: &str) -> Result<String, String> {
     if tag.contains('\0') {
         return Err("must not contain NUL characters".into());
     }
-    // Counted as sent (trimmed), before lower-casing, which can lengthen a
-    // tag (`İ` becomes two characters) and so cannot be checked by a client.
-    let tag = tag.trim();
+    // Counted as stored: lower-casing can lengthen a tag (`İ` becomes two
+    // characters), and a stored tag must be accepted when sent back.
+    let tag = tag.trim().to_lowercase();
     match tag.chars().count() {
         0 => Err("must not be blank".into()),
         n if n > MAX_TAG_CHARS => Err(format!(
-            "must be at most {MAX_TAG_CHARS} characters (got {n})"
+            "must be at most {MAX_TAG_CHARS} characters once lower-cased (got {n})"
         )),
-        _ => Ok(tag.to_lowercase()),
+        _ => Ok(tag),
     }
 }
 

@@ -4,7 +4,7 @@
 mod input;
 mod query;
 
-pub use input::{TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
+pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
 pub use query::{
     TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, tag_counts, toggle, update,
 };

@@ -72,10 +72,10 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
     let statuses = |list: &str| list.split(' ').map(String::from).collect::<BTreeSet<_>>();
     let expected = [
         ("listTasks", "200 401 403 422 503"),
-        ("createTask", "201 400 401 403 413 422 503"),
+        ("createTask", "201 400 401 403 408 413 422 503"),
         ("getTask", "200 401 403 404 503"),
-        ("replaceTask", "200 400 401 403 404 413 422 503"),
-        ("updateTask", "200 400 401 403 404 413 422 503"),
+        ("replaceTask", "200 400 401 403 404 408 413 422 503"),
+        ("updateTask", "200 400 401 403 404 408 413 422 503"),
         ("deleteTask", "204 401 403 404 503"),
         ("toggleTask", "200 401 403 404 503"),
         ("listTags", "200 401 403 503"),
@@ -287,6 +287,7 @@ async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
         "a\0b".into(),
         "\0".into(),
         "İ".repeat(50),
+        "İ".repeat(25),
         "é".repeat(51),
         x(50),
         x(51),
@@ -308,8 +309,11 @@ async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
         let created = alice
             .post("/tasks", json!({ "title": "t", "tags": [sample] }))
             .await;
+        // The one rule a pattern cannot state: a tag is counted once
+        // lower-cased, which lengthens a few letters (`İ` becomes `i̇`).
+        let fits_lower_cased = sample.trim().to_lowercase().chars().count() <= 50;
         assert_eq!(
-            tag.is_match(sample),
+            tag.is_match(sample) && fits_lower_cased,
             created.status == StatusCode::CREATED,
             "tag {sample:?}: {}",
             created.body
@@ -330,7 +334,7 @@ async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
         )
         .await;
         assert_eq!(
-            tag_query.is_match(sample),
+            tag_query.is_match(sample) && (sample.trim().is_empty() || fits_lower_cased),
             listed.status == StatusCode::OK,
             "tag filter {sample:?}: {}",
             listed.body

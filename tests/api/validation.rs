@@ -418,6 +418,14 @@ async fn due_date_accepts_rfc3339_or_null_and_returns_it_in_utc(
             json!("2026-12-02T01:00:00Z"),
         ),
         (json!("2026-12-01T17:00:00Z"), json!("2026-12-01T17:00:00Z")),
+        // The ends of the range RFC 3339 can write.
+        (json!("9999-12-31T23:59:59Z"), json!("9999-12-31T23:59:59Z")),
+        (
+            json!("0001-01-01T00:00:00+00:00"),
+            json!("0001-01-01T00:00:00Z"),
+        ),
+        // A leap second is the next second, on both databases.
+        (json!("2016-12-31T23:59:60Z"), json!("2017-01-01T00:00:00Z")),
         (json!(null), json!(null)),
     ] {
         for written in
@@ -446,6 +454,11 @@ async fn due_date_rejects_anything_but_an_rfc3339_date_time(
         ("an empty string", json!("")),
         ("a number", json!(1_796_144_400)),
         ("a boolean", json!(true)),
+        // Valid RFC 3339 whose UTC value is past year 9999 or before year 1:
+        // it could not be written back as RFC 3339.
+        ("past 9999 in UTC", json!("9999-12-31T23:59:59-23:59")),
+        ("before year 1 in UTC", json!("0001-01-01T00:00:00+00:01")),
+        ("year 0", json!("0000-01-01T00:00:00+23:59")),
     ] {
         assert_rejected(
             &alice,
@@ -455,6 +468,15 @@ async fn due_date_rejects_anything_but_an_rfc3339_date_time(
             &format!("due_date as {case}"),
         )
         .await;
+    }
+    for filter in ["due_before", "due_after"] {
+        let reply = send(
+            alice
+                .request(Method::GET, "/tasks")
+                .query(filter, &"9999-12-31T23:59:59-23:59"),
+        )
+        .await;
+        assert_eq!(reply.invalid_fields(), [filter], "{}", reply.body);
     }
 }
 
@@ -530,8 +552,8 @@ async fn each_tag_is_trimmed_lower_cased_and_1_to_50_code_points(
     accepted.push((format!("  {}  ", "b".repeat(50)), "b".repeat(50)));
     accepted.push(("É".repeat(50), "é".repeat(50)));
     accepted.push((" Work ".into(), "work".into()));
-    // 50 characters as sent, although lower-cased it is 100.
-    accepted.push(("İ".repeat(50), "i\u{307}".repeat(50)));
+    // Counted once lower-cased: 25 × `İ` is 50 characters stored.
+    accepted.push(("İ".repeat(25), "i\u{307}".repeat(25)));
     for (sent, kept) in accepted {
         for written in
             assert_accepted(&alice, &seeded, "tags", json!([sent]), &format!("{sent:?}")).await
@@ -552,6 +574,8 @@ async fn each_tag_is_trimmed_lower_cased_and_1_to_50_code_points(
         .await;
     }
     for (case, value) in [
+        // 50 as sent, 100 once lower-cased: it could never be sent back.
+        ("50 × İ", json!(["ok", "İ".repeat(50)])),
         ("an empty tag", json!(["ok", ""])),
         ("a blank tag", json!(["ok", "   "])),
         ("a number as a tag", json!(["ok", 1])),

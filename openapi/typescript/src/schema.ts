@@ -285,7 +285,8 @@ export interface components {
              */
             due_date?: string | null;
             /**
-             * @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
+             * @description Up to 20 tags of 1 to 50 characters once trimmed and lower-cased (a few
+             *     letters, such as `İ`, lower-case to two); duplicates collapse.
              * @example [
              *       "work",
              *       "q4"
@@ -627,7 +628,8 @@ export interface components {
              */
             due_date?: string | null;
             /**
-             * @description Up to 20 tags of 1 to 50 characters; trimmed, lower-cased, duplicates collapse.
+             * @description Up to 20 tags of 1 to 50 characters once trimmed and lower-cased (a few
+             *     letters, such as `İ`, lower-case to two); duplicates collapse.
              * @example [
              *       "work",
              *       "q4"
