@@ -26,12 +26,7 @@ impl ServerProcess {
     /// Starts `todo-api serve` on `database_url` with HS256 tokens, a free
     /// port and these extra variables, and waits until it accepts connections.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_with(
-            Command::new(env!("CARGO_BIN_EXE_todo-api")),
-            database_url,
-            env,
-        )
-        .await
+        Self::start_with(Command::new(binary()), database_url, env).await
     }
 
     /// The same with a command of the caller's (e.g. a shell that sets limits
