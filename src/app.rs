@@ -7,7 +7,6 @@ use std::{
 };
 
 use anyhow::Context;
-use migration::{Migrator, MigratorTrait};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     endpoint::BoxEndpoint,
@@ -64,7 +63,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         )
     })?;
     if config.run_migrations {
-        Migrator::up(&db, None)
+        db::migrate(&db)
             .await
             .context("database migration failed")?;
     }

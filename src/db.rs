@@ -8,9 +8,11 @@ use std::{
 
 use chrono::{SubsecRound, Utc};
 use entity::write_probe;
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, RuntimeErr,
-    sea_query::OnConflict,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sea_query::{Func, OnConflict, Query},
     sqlx::{
         self, Connection,
         pool::PoolConnectionMetadata,
@@ -59,6 +61,32 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     db.set_metric_callback(log_query);
     Ok(db)
 }
+
+/// Any number of instances can start together on a new or outdated database:
+/// all pending migrations run in one transaction that first takes an
+/// exclusive lock, so one instance migrates while the others wait, then find
+/// nothing left to do. The lock is transaction-scoped (PostgreSQL
+/// `pg_advisory_xact_lock`; SQLite `BEGIN IMMEDIATE`), so it holds through a
+/// transaction-mode pooler (PgBouncer, Neon's `-pooler` host) too.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        let lock = Query::select()
+            .expr(Func::cust("pg_advisory_xact_lock").arg(MIGRATION_LOCK))
+            .to_owned();
+        txn.execute(&lock).await?;
+    }
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
+}
+
+/// The advisory lock key of migrations: "todo-api" as ASCII.
+const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
 
 /// Whether a connection returned to the pool may serve the next request.
 ///

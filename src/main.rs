@@ -229,7 +229,7 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
         .await
         .context("cannot connect to DATABASE_URL")?;
     match action {
-        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Up => db::migrate(&db).await?,
         MigrateAction::Down { n } => Migrator::down(&db, Some(n)).await?,
         MigrateAction::Fresh => Migrator::fresh(&db).await?,
         MigrateAction::Status => {

@@ -19,6 +19,7 @@ mod listing;
 mod openapi;
 mod process;
 mod server;
+mod startup;
 mod summaries;
 mod tasks;
 mod validation;

@@ -48,7 +48,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = command.spawn().expect("start todo-api");
-        let server = Self { child, port };
+        let mut server = Self { child, port };
         server.wait_until_listening().await;
         server
     }
@@ -57,8 +57,11 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn wait_until_listening(&self) {
+    async fn wait_until_listening(&mut self) {
         for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the server exited before listening: {status}");
+            }
             if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
                 return;
             }
