@@ -188,7 +188,9 @@ impl From<DbErr> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            Self::Internal(source) => tracing::error!(error = ?source, "request failed"),
+            // The cause chain on one line; no backtrace, which would cost
+            // its capture on every error and bury the line in frames.
+            Self::Internal(source) => tracing::error!(error = %format!("{source:#}"), "request failed"),
             Self::Unavailable(source) => tracing::warn!(error = %source, "database unavailable"),
             _ => {}
         }

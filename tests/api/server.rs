@@ -133,3 +133,70 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].title, "in flight");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_and_backtraces_on_a_500_is_one_json_line_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+    let port = free_port();
+    let server = Command::new(crate::process::binary())
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", &database_url)
+        .env("BETTER_AUTH_SECRET", SECRET)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+    let token = todo_api::auth::mint_token(
+        SECRET.as_bytes(),
+        &todo_api::auth::Claims {
+            sub: "alice".into(),
+            email: None,
+            name: None,
+        },
+        Duration::from_secs(600),
+    );
+    // A table taken away under the server: its next query fails (500).
+    let db = Database::connect(&database_url).await.unwrap();
+    db.execute_unprepared("DROP TABLE task_tags").await.unwrap();
+    let response = http(
+        port,
+        format!(
+            "GET /api/alice/tags HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = tokio::task::spawn_blocking(move || server.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON event: {line}"
+        );
+    }
+    let error = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["level"] == "ERROR")
+        .expect("the 500 is logged");
+    let cause = error["error"].as_str().unwrap();
+    assert!(cause.contains("no such table: task_tags"), "{cause}");
+    assert!(!cause.contains('\n'), "{cause}");
+}
