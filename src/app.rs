@@ -74,6 +74,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         users: Arc::new(KnownUsers::default()),
         write_health: Arc::default(),
     };
+    tokio::spawn(sweep_orphan_tags_forever(state.db.clone()));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
@@ -120,6 +121,36 @@ fn cors(origins: &[String]) -> Cors {
         cors
     } else {
         cors.allow_origins(origins.iter().map(String::as_str))
+    }
+}
+
+/// How often tags that no task carries any more are deleted.
+const ORPHAN_TAG_SWEEP: Duration = Duration::from_secs(600);
+
+/// Keeps the tags table bounded by what tasks use: a PATCH that replaces
+/// tags, or a DELETE, leaves the old tags behind; they are swept here in
+/// batches rather than in the write's own transaction, where deleting a tag
+/// would race concurrent writes linking it.
+async fn sweep_orphan_tags_forever(db: sea_orm::DatabaseConnection) {
+    const BATCH: u64 = 1000;
+    let mut interval = tokio::time::interval(ORPHAN_TAG_SWEEP);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        loop {
+            match crate::tasks::sweep_orphan_tags(&db, BATCH).await {
+                Ok(deleted) if deleted == BATCH => continue,
+                Ok(deleted) => {
+                    tracing::debug!(deleted, "orphan tags swept");
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "orphan tag sweep failed; retrying later");
+                    break;
+                }
+            }
+        }
     }
 }
 

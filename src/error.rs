@@ -190,7 +190,9 @@ impl IntoResponse for ApiError {
         match &self {
             // The cause chain on one line; no backtrace, which would cost
             // its capture on every error and bury the line in frames.
-            Self::Internal(source) => tracing::error!(error = %format!("{source:#}"), "request failed"),
+            Self::Internal(source) => {
+                tracing::error!(error = %format!("{source:#}"), "request failed")
+            }
             Self::Unavailable(source) => tracing::warn!(error = %source, "database unavailable"),
             _ => {}
         }

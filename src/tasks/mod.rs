@@ -6,7 +6,8 @@ mod query;
 
 pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
 pub use query::{
-    TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, tag_counts, toggle, update,
+    TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, sweep_orphan_tags,
+    tag_counts, toggle, update,
 };
 
 use poem_openapi::Enum;

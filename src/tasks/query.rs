@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, ExprTrait, JoinType, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     RelationTrait, Select, Set, TransactionTrait,
-    sea_query::{Expr, Func, LikeExpr, NullOrdering, OnConflict, Query},
+    sea_query::{Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict, Query},
 };
 
 use super::{SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key};
@@ -341,26 +341,37 @@ async fn link_tags(
     if names.is_empty() {
         return Ok(());
     }
-    tag::Entity::insert_many(names.iter().map(|name| tag::ActiveModel {
-        user_id: Set(user_id.to_owned()),
-        name: Set(name.clone()),
-        ..Default::default()
-    }))
-    .on_conflict(
-        OnConflict::columns([tag::Column::UserId, tag::Column::Name])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    let tag_ids: Vec<i64> = tag::Entity::find()
-        .select_only()
-        .column(tag::Column::Id)
-        .filter(tag::Column::UserId.eq(user_id))
-        .filter(tag::Column::Name.is_in(names.iter().map(String::as_str)))
-        .into_tuple()
-        .all(txn)
+    // The tag rows are share-locked until commit, so the orphan sweep (which
+    // skips locked rows) cannot delete one between here and the link. A tag
+    // the sweep deleted just before it was locked is missing from the
+    // select; it is inserted again.
+    let mut tag_ids: Vec<i64> = Vec::new();
+    for _ in 0..3 {
+        tag::Entity::insert_many(names.iter().map(|name| tag::ActiveModel {
+            user_id: Set(user_id.to_owned()),
+            name: Set(name.clone()),
+            ..Default::default()
+        }))
+        .on_conflict(
+            OnConflict::columns([tag::Column::UserId, tag::Column::Name])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
         .await?;
+        tag_ids = tag::Entity::find()
+            .select_only()
+            .column(tag::Column::Id)
+            .filter(tag::Column::UserId.eq(user_id))
+            .filter(tag::Column::Name.is_in(names.iter().map(String::as_str)))
+            .lock_shared()
+            .into_tuple()
+            .all(txn)
+            .await?;
+        if tag_ids.len() == names.len() {
+            break;
+        }
+    }
     task_tag::Entity::insert_many(tag_ids.into_iter().map(|tag_id| task_tag::ActiveModel {
         task_id: Set(task_id),
         tag_id: Set(tag_id),
@@ -368,6 +379,32 @@ async fn link_tags(
     .exec_without_returning(txn)
     .await?;
     Ok(())
+}
+
+/// Deletes up to `limit` tags that no task carries any more; returns how many.
+/// Tags a transaction is linking are row-locked and skipped, so the sweep
+/// never races a concurrent write (see `link_tags`).
+pub async fn sweep_orphan_tags(db: &DatabaseConnection, limit: u64) -> Result<u64, DbErr> {
+    let linked = Query::select()
+        .expr(Expr::val(1))
+        .from(task_tag::Entity)
+        .and_where(
+            Expr::col((task_tag::Entity, task_tag::Column::TagId))
+                .equals((tag::Entity, tag::Column::Id)),
+        )
+        .to_owned();
+    let orphans = Query::select()
+        .column((tag::Entity, tag::Column::Id))
+        .from(tag::Entity)
+        .and_where(Expr::exists(linked).not())
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let deleted = tag::Entity::delete_many()
+        .filter(tag::Column::Id.in_subquery(orphans))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
 }
 
 /// The user's tags that are on at least one task, most used first.

@@ -352,3 +352,141 @@ async fn concurrent_creates_by_two_users_stay_with_their_owner(
         );
     }
 }
+
+/// Every stored tag name of a user.
+async fn stored_tag_names(app: &crate::helpers::TestApp, user_id: &str) -> BTreeSet<String> {
+    tag::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|tag| tag.user_id == user_id)
+        .map(|tag| tag.name)
+        .collect()
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_deletes_tags_no_task_carries_and_keeps_every_tag_in_use(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let kept = id_of(&alice.create(json!({"title": "kept", "tags": ["a"]})).await);
+    let patched = id_of(
+        &alice
+            .create(json!({"title": "patched", "tags": ["a"]}))
+            .await,
+    );
+    for round in 0..10 {
+        let tags: Vec<String> = (0..5).map(|i| format!("round-{round}-{i}")).collect();
+        let reply = alice
+            .patch(&format!("/tasks/{patched}"), json!({ "tags": tags }))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let deleted = id_of(
+        &alice
+            .create(json!({"title": "deleted", "tags": ["gone"]}))
+            .await,
+    );
+    assert_eq!(
+        alice.delete(&format!("/tasks/{deleted}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    bob.create(json!({"title": "bob's", "tags": ["gone", "a"]}))
+        .await;
+    let tags_before = alice.get("/tags").await.body;
+    assert_eq!(stored_tag_names(&app, "alice").await.len(), 1 + 50 + 1);
+
+    let swept = todo_api::tasks::sweep_orphan_tags(&app.db, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        swept,
+        45 + 1,
+        "the orphans of nine replaced rounds and of the deleted task"
+    );
+
+    let expected: BTreeSet<String> = std::iter::once("a".to_owned())
+        .chain((0..5).map(|i| format!("round-9-{i}")))
+        .collect();
+    assert_eq!(stored_tag_names(&app, "alice").await, expected);
+    assert_eq!(
+        stored_tag_names(&app, "bob").await,
+        BTreeSet::from(["a".to_owned(), "gone".to_owned()])
+    );
+    assert_eq!(alice.get("/tags").await.body, tags_before);
+    assert_eq!(
+        alice.get(&format!("/tasks/{kept}")).await.body["tags"],
+        json!(["a"])
+    );
+    assert_eq!(
+        todo_api::tasks::sweep_orphan_tags(&app.db, 1000)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_never_unlinks_a_tag_that_a_concurrent_write_attaches(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend, |config| config.database_max_connections = 20);
+    let alice = app.user("alice");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sweeper = async {
+        let mut swept = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // A sweep that meets a link committed under it fails; never unlinks.
+            if let Ok(n) = todo_api::tasks::sweep_orphan_tags(&app.db, 1000).await {
+                swept += n;
+            }
+        }
+        swept
+    };
+    let writers = async {
+        let mut replies = Vec::new();
+        for round in 0..15 {
+            // Each round's tags were orphaned by the round before: the sweep
+            // is deleting exactly the tags these writes attach again.
+            let creates = (0..6).map(|i| {
+                alice.post(
+                    "/tasks",
+                    json!({"title": format!("{round}-{i}"), "tags": ["x", "y"]}),
+                )
+            });
+            let created = join_all(creates).await;
+            for reply in &created {
+                let id = id_of(&reply.body);
+                let stored = alice.get(&format!("/tasks/{id}")).await;
+                assert_eq!(
+                    stored.body["tags"],
+                    json!(["x", "y"]),
+                    "task {id} lost a tag"
+                );
+                replies.push(alice.delete(&format!("/tasks/{id}")).await);
+            }
+            replies.extend(created);
+        }
+        let last = alice
+            .create(json!({"title": "last", "tags": ["x", "y"]}))
+            .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (replies, last)
+    };
+    let (swept, (replies, last)) = tokio::join!(sweeper, writers);
+    let failures: Vec<String> = replies
+        .iter()
+        .filter(|r| !r.status.is_success())
+        .map(|r| format!("{} {}", r.status, r.body))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(swept > 0, "the sweep ran against the writes");
+    let stored = alice.get(&format!("/tasks/{}", id_of(&last))).await;
+    assert_eq!(stored.body["tags"], json!(["x", "y"]));
+    let links = task_tag::Entity::find().all(&app.db).await.unwrap();
+    assert_eq!(links.len(), 2, "the last task keeps both links");
+}
