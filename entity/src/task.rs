@@ -22,10 +22,11 @@ pub struct Model {
     pub priority: Priority,
     pub due_date: Option<DateTimeUtc>,
     pub completed_at: Option<DateTimeUtc>,
-    /// `title` lower-cased in Rust: SQL `LOWER()` folds only ASCII on SQLite
-    /// (and on PostgreSQL under the C collation), and search must be Unicode-aware.
+    /// [`search_key`] of `title`, computed in Rust: SQL `LOWER()` folds only
+    /// ASCII on SQLite (and on PostgreSQL under the C collation), and search
+    /// must be Unicode-aware.
     pub title_search: String,
-    /// `description` lower-cased, for the same reason as `title_search`.
+    /// [`search_key`] of `description`, for the same reason as `title_search`.
     pub description_search: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
@@ -36,3 +37,34 @@ pub struct Model {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// What the `*_search` columns hold, and what a search query is turned into
+/// before it is matched against them as a substring: compatibility-normalised
+/// (NFKC: `ﬁ` is `fi`, full-width `Ａ` is `A`) and fully case-folded (`Σ`,
+/// `σ` and `ς` all match, `ß` matches `ss`). `İ` folds to `i` plus a
+/// combining dot; the dot is dropped so that `istanbul` finds `İstanbul`.
+pub fn search_key(text: &str) -> String {
+    use icu_casemap::CaseMapper;
+    use icu_normalizer::ComposingNormalizer;
+    let nfkc = ComposingNormalizer::new_nfkc();
+    let folded = CaseMapper::new()
+        .fold_string(&nfkc.normalize(text))
+        .into_owned();
+    nfkc.normalize(&folded).replace("i\u{307}", "i")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_key;
+
+    #[test]
+    fn search_keys_fold_case_and_compatibility_forms() {
+        assert_eq!(search_key("ΟΔΟΣ"), "οδοσ");
+        assert_eq!(search_key("οδος"), "οδοσ");
+        assert_eq!(search_key("ﬁnance"), "finance");
+        assert_eq!(search_key("İstanbul"), "istanbul");
+        assert_eq!(search_key("Straße"), "strasse");
+        assert_eq!(search_key("BRÛLÉE"), search_key("brûlée"));
+        assert_eq!(search_key("Ｔｏｄｏ"), "todo");
+    }
+}

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_tables;
 mod m20261203_000001_create_write_probe;
 mod m20261203_000002_tag_links_restrict_tag_delete;
+mod m20261203_000003_recompute_search_keys;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261203_000001_create_write_probe::Migration),
             Box::new(m20261203_000002_tag_links_restrict_tag_delete::Migration),
+            Box::new(m20261203_000003_recompute_search_keys::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 mod input;
 mod query;
 
+pub use entity::task::search_key;
 pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
 pub use query::{
     TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, sweep_orphan_tags,
@@ -137,10 +138,4 @@ impl TaskFilter {
             Err(ApiError::Validation(errors))
         }
     }
-}
-
-/// Folds text for case-insensitive search, the same way for stored text and
-/// for the query (Unicode lower case, not SQL's ASCII-only `LOWER`).
-pub fn search_key(text: &str) -> String {
-    text.to_lowercase()
 }

@@ -290,6 +290,71 @@ async fn q_is_unicode_aware(#[values(Backend::Sqlite, Backend::Postgres)] backen
             "q={q}"
         );
     }
+
+    // Full case folding and compatibility forms, not just lower case.
+    let greek = id_of(&alice.create(json!({"title": "ΟΔΟΣ"})).await);
+    let ligature = id_of(&alice.create(json!({"title": "ﬁnance review"})).await);
+    let turkish = id_of(&alice.create(json!({"title": "İstanbul trip"})).await);
+    let german = id_of(&alice.create(json!({"title": "Straße"})).await);
+    for (q, expected) in [
+        ("σ", greek),
+        ("οδος", greek),
+        ("fi", ligature),
+        ("FINANCE", ligature),
+        ("istanbul", turkish),
+        ("İSTANBUL", turkish),
+        ("strasse", german),
+        ("STRASSE", german),
+    ] {
+        assert_eq!(
+            listed(&alice, &format!("q={}&{asc}", enc(q))).await,
+            (vec![expected], 1),
+            "q={q}"
+        );
+    }
+}
+
+#[rstest]
+#[tokio::test]
+async fn the_search_key_migration_recomputes_stored_keys_both_ways(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let id = id_of(
+        &alice
+            .create(json!({"title": "ΟΔΟΣ", "description": "ﬁnance"}))
+            .await,
+    );
+    let migrate = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .arg("migrate")
+            .args(args)
+            .env("DATABASE_URL", &app.database_url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    migrate(&["down", "-n", "1"]);
+    let stored = app.stored_task(id).await.unwrap();
+    assert_eq!(
+        (
+            stored.title_search.as_str(),
+            stored.description_search.as_deref()
+        ),
+        ("οδος", Some("ﬁnance")),
+        "down: the previous release's lower-cased keys"
+    );
+    migrate(&["up"]);
+    let stored = app.stored_task(id).await.unwrap();
+    assert_eq!(
+        (
+            stored.title_search.as_str(),
+            stored.description_search.as_deref()
+        ),
+        ("οδοσ", Some("finance"))
+    );
+    assert_eq!(listed(&alice, "q=%CF%83").await, (vec![id], 1));
 }
 
 #[rstest]
