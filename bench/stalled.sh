@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Memory held by 1 000 slow or idle connections, and whether the server's
-# timeouts close them (bench/stalled.py). Short timeouts keep the run brief.
+# Memory held by 1 000 slow or idle connections of each kind, each kind
+# against a fresh server, and whether the server's timeouts close them
+# (bench/stalled.py). Short timeouts keep the run brief.
+#
+#   bench/stalled.sh                 # idle keepalive partial body
+#   bench/stalled.sh partial         # one kind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
-work=$(mktemp -d)
 export PORT=${PORT:-18124}
 ulimit -n 4096
-DATABASE_URL="sqlite://$work/bench.db?mode=rwc" BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 \
-    HEADER_TIMEOUT=5s KEEP_ALIVE_TIMEOUT=5s BODY_TIMEOUT=5s RUST_LOG=warn \
-    target/release/todo-api serve &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-SERVER_PID=$pid WAIT=7 python3 bench/stalled.py "$@"
+kinds=${*:-idle keepalive partial body}
+for kind in $kinds; do
+    work=$(mktemp -d)
+    DATABASE_URL="sqlite://$work/bench.db?mode=rwc" BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 \
+        HEADER_TIMEOUT=5s KEEP_ALIVE_TIMEOUT=5s BODY_TIMEOUT=5s RUST_LOG=error \
+        setsid target/release/todo-api serve >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+    SERVER_PID=$pid WAIT=7 python3 bench/stalled.py "$kind"
+    kill "$pid"
+    rm -rf "$work"
+done
