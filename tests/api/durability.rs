@@ -2,15 +2,12 @@
 //! up answers 503 for the writes it cannot commit, keeps every write it did
 //! acknowledge, reports itself unhealthy, and recovers when space returns.
 
-use std::{io::Write, path::Path, process::Command, time::Duration};
+use std::{io::Write, path::Path, process::Command};
 
 use sea_orm::{Database, EntityTrait};
 use serde_json::json;
 
-use crate::{
-    helpers::SECRET,
-    process::{ServerProcess, send},
-};
+use crate::process::{ServerProcess, send};
 
 /// A 2 MiB tmpfs of the test's own, unmounted when dropped.
 struct SmallDisk {
@@ -71,15 +68,7 @@ async fn a_full_disk_is_503_loses_no_acknowledged_write_and_recovers_when_space_
         return;
     };
     let database_url = format!("sqlite://{}/todo.db?mode=rwc", disk.path().display());
-    let token = todo_api::auth::mint_token(
-        SECRET.as_bytes(),
-        &todo_api::auth::Claims {
-            sub: "alice".into(),
-            email: None,
-            name: None,
-        },
-        Duration::from_secs(3600),
-    );
+    let token = crate::helpers::token_for("alice");
     let server = ServerProcess::start(&database_url, &[]).await;
     let http = reqwest::Client::new();
     let create = |n: usize| {

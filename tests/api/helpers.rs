@@ -346,3 +346,42 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Holds the database's write lock (SQLite `BEGIN IMMEDIATE`) or an exclusive
+/// lock on `tasks` (PostgreSQL) until dropped, so a write to tasks waits.
+pub async fn hold_tasks_lock(
+    backend: Backend,
+    database_url: &str,
+) -> Box<dyn std::any::Any + Send> {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait, sqlx::Connection};
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sea_orm::sqlx::SqliteConnection::connect(database_url)
+                .await
+                .unwrap();
+            sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        Backend::Postgres => {
+            let db = Database::connect(database_url).await.unwrap();
+            let txn = db.begin().await.unwrap();
+            txn.execute_unprepared("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            Box::new((db, txn))
+        }
+    }
+}
+
+/// A valid HS256 token for `sub`, valid for an hour.
+pub fn token_for(sub: &str) -> String {
+    let claims = Claims {
+        sub: sub.into(),
+        email: None,
+        name: None,
+    };
+    mint_token(SECRET.as_bytes(), &claims, Duration::from_secs(3600))
+}

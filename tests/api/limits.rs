@@ -136,15 +136,7 @@ async fn an_idle_keep_alive_connection_lives_for_the_keep_alive_timeout_then_is_
 async fn a_body_that_stops_arriving_is_a_408_problem_and_the_connection_is_closed() {
     let (_dir, server) = sqlite_server(&[("BODY_TIMEOUT", "1s")]).await;
     let mut client = connect(&server).await;
-    let token = todo_api::auth::mint_token(
-        crate::helpers::SECRET.as_bytes(),
-        &todo_api::auth::Claims {
-            sub: "alice".into(),
-            email: None,
-            name: None,
-        },
-        Duration::from_secs(600),
-    );
+    let token = crate::helpers::token_for("alice");
     let head = format!(
         "POST /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
@@ -319,8 +311,6 @@ async fn sigterm_closes_idle_and_stalled_connections_at_once() {
 async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    use sea_orm::{ConnectionTrait, Database, TransactionTrait, sqlx::Connection};
-
     let app = spawn_or_skip!(backend, |config| {
         config.request_timeout = Duration::from_secs(1);
         config.database_statement_timeout = Duration::from_secs(20);
@@ -329,26 +319,7 @@ async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(
     alice
         .create(serde_json::json!({"title": "before the lock"}))
         .await;
-    let _lock: Box<dyn std::any::Any> = match backend {
-        Backend::Sqlite => {
-            let mut conn = sea_orm::sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
-        Backend::Postgres => {
-            let db = Database::connect(&app.database_url).await.unwrap();
-            let txn = db.begin().await.unwrap();
-            txn.execute_unprepared("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-                .await
-                .unwrap();
-            Box::new((db, txn))
-        }
-    };
+    let _lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let started = Instant::now();
     let reply = alice
         .post("/tasks", serde_json::json!({"title": "blocked"}))
@@ -371,8 +342,6 @@ async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(
 async fn a_statement_waiting_past_the_statement_timeout_is_503(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    use sea_orm::{ConnectionTrait, Database, TransactionTrait, sqlx::Connection};
-
     let app = spawn_or_skip!(backend, |config| {
         config.database_statement_timeout = Duration::from_millis(500);
     });
@@ -380,26 +349,7 @@ async fn a_statement_waiting_past_the_statement_timeout_is_503(
     let task = alice
         .create(serde_json::json!({"title": "before the lock"}))
         .await;
-    let _lock: Box<dyn std::any::Any> = match backend {
-        Backend::Sqlite => {
-            let mut conn = sea_orm::sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
-        Backend::Postgres => {
-            let db = Database::connect(&app.database_url).await.unwrap();
-            let txn = db.begin().await.unwrap();
-            txn.execute_unprepared("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-                .await
-                .unwrap();
-            Box::new((db, txn))
-        }
-    };
+    let _lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let started = Instant::now();
     let reply = alice
         .patch(

@@ -7,7 +7,7 @@ use std::{
 };
 
 use rstest::rstest;
-use sea_orm::{ConnectionTrait, Database, EntityTrait, TransactionTrait, sqlx::Connection};
+use sea_orm::{ConnectionTrait, Database, EntityTrait};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -59,26 +59,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(
     wait_until_listening(port).await;
 
     // Hold a lock that makes the next create wait inside the server.
-    let lock: Box<dyn std::any::Any + Send> = match backend {
-        Backend::Sqlite => {
-            let mut conn = sea_orm::sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sea_orm::sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
-        Backend::Postgres => {
-            let db = Database::connect(&app.database_url).await.unwrap();
-            let txn = db.begin().await.unwrap();
-            txn.execute_unprepared("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-                .await
-                .unwrap();
-            Box::new((db, txn))
-        }
-    };
+    let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let body = json!({"title": "in flight"}).to_string();
     let in_flight = tokio::spawn(http(
         port,
@@ -153,15 +134,7 @@ async fn with_json_logs_and_backtraces_on_a_500_is_one_json_line_per_event() {
         .spawn()
         .unwrap();
     wait_until_listening(port).await;
-    let token = todo_api::auth::mint_token(
-        SECRET.as_bytes(),
-        &todo_api::auth::Claims {
-            sub: "alice".into(),
-            email: None,
-            name: None,
-        },
-        Duration::from_secs(600),
-    );
+    let token = crate::helpers::token_for("alice");
     // A table taken away under the server: its next query fails (500).
     let db = Database::connect(&database_url).await.unwrap();
     db.execute_unprepared("DROP TABLE task_tags").await.unwrap();
