@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use poem::{
     Addr, Endpoint, Request,
     endpoint::BoxEndpoint,
-    http::uri::Scheme,
+    http::{HeaderValue, Uri, uri::Scheme},
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::{
@@ -259,29 +259,44 @@ async fn serve_connection(
             since: Instant::now(),
         }),
     });
+    // hyper allocates its read and write buffers (16 KiB) as soon as it is
+    // handed the socket: until its first byte, a client costs only the socket.
+    // (`peek`, because `readable()` reports a fresh socket ready at once.)
+    let mut first_byte = [0; 1];
+    tokio::select! {
+        peeked = stream.peek(&mut first_byte) => if peeked.is_err() { return },
+        () = sleep_until(state.deadline(&limits)) => {
+            tracing::debug!(%remote, "closing a connection that sent nothing");
+            return;
+        }
+        () = stopping.cancelled() => return,
+    }
     let service = hyper::service::service_fn({
         let state = state.clone();
         move |mut req: hyper::Request<Incoming>| {
+            state.set(Phase::Busy {
+                body_received: req.body().is_end_stream(),
+            });
+            detach_head(&mut req);
+            req.extensions_mut().insert(BodyProgress(state.clone()));
+            let req = Request::from((
+                req,
+                LocalAddr(Addr::SocketAddr(local)),
+                RemoteAddr(Addr::SocketAddr(remote)),
+                Scheme::HTTP,
+            ));
             let endpoint = endpoint.clone();
             let state = state.clone();
-            async move {
-                state.set(Phase::Busy {
-                    body_received: req.body().is_end_stream(),
-                });
-                req.extensions_mut().insert(BodyProgress(state.clone()));
-                let req = Request::from((
-                    req,
-                    LocalAddr(Addr::SocketAddr(local)),
-                    RemoteAddr(Addr::SocketAddr(remote)),
-                    Scheme::HTTP,
-                ));
+            // Boxed per request: hyper keeps a slot the size of the service's
+            // future for the connection's whole life, idle or not.
+            Box::pin(async move {
                 let response = endpoint.get_response(req).await;
                 let response: hyper::Response<_> = response.into();
                 Ok::<_, Infallible>(response.map(|body| ResponseBody {
                     inner: body,
                     state: Some(state),
                 }))
-            }
+            })
         }
     });
     let io = TokioIo::new(WatchedStream {
@@ -325,6 +340,23 @@ async fn serve_connection(
         if shutting_down && state.is_idle_or_stalled() {
             return;
         }
+    }
+}
+
+/// hyper's request head points into its read buffer, which therefore cannot
+/// be reused while the request is in flight: reading the body (or noticing
+/// the client's next request) would allocate a second 8 KiB buffer for every
+/// connection with a request in progress. The head is a few hundred bytes;
+/// copying it out frees the buffer.
+fn detach_head(req: &mut hyper::Request<Incoming>) {
+    for value in req.headers_mut().values_mut() {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
     }
 }
 
