@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
+use http_body_util::{BodyExt, combinators::BoxBody};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     endpoint::BoxEndpoint,
@@ -93,11 +94,12 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .nest("/docs", docs)
         .around(record_write_outcome)
         .data(state)
-        .around(move |next, req| limit_request(next, req, limits))
+        .around(move |next, req| limit_request(next, req, limits.request_timeout))
         .catch_all_error(problem_for)
         .around(advertise_allowed_methods)
         .with(cors(cors_origins))
         .around(same_origin_is_not_cross_origin)
+        .around(move |next, req| receive_body(next, req, limits.body_timeout))
         .around(log_request)
         .boxed()
 }
@@ -226,40 +228,103 @@ struct RequestLimits {
     request_timeout: Duration,
 }
 
-/// Reads the whole body first, within [`MAX_BODY_BYTES`] (413: at once when
-/// `Content-Length` says so, otherwise after reading just past it) and the
-/// body timeout (408), then gives the handler the request deadline (503).
-/// Unlike poem's `SizeLimit`, a request without a body needs no length.
-async fn limit_request<E: Endpoint>(
+/// Reads the whole body before the rest of the app runs, within
+/// [`MAX_BODY_BYTES`] (413: at once when `Content-Length` says so, otherwise
+/// after reading just past it) and the body timeout (408). Unlike poem's
+/// `SizeLimit`, a request without a body needs no length.
+///
+/// It sits outside everything but the request log, and the rest of the app's
+/// future (kilobytes of nested middleware state) is allocated only once the
+/// body is in: a client that is slow to send costs this layer, not the stack.
+/// A failure is left on the request for [`limit_request`] to raise inside the
+/// CORS and problem layers, so that it gets the same response as any error.
+async fn receive_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
-    limits: RequestLimits,
+    body_timeout: Duration,
 ) -> poem::Result<E::Output> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    };
+    match read_body(&mut req, body_timeout).await {
+        Ok(body) => {
+            if let Some(progress) = req.extensions().get::<server::BodyProgress>() {
+                progress.received();
+            }
+            req.set_body(body);
+        }
+        Err(unread) => {
+            req.extensions_mut().insert(unread);
+        }
+    }
+    Box::pin(next.call(req)).await
+}
+
+/// Why a request's body was not read.
+#[derive(Debug, Clone)]
+enum UnreadBody {
+    TooLarge,
+    TimedOut(Duration),
+    Broken(String),
+}
+
+impl From<UnreadBody> for ApiError {
+    fn from(unread: UnreadBody) -> Self {
+        match unread {
+            UnreadBody::TooLarge => ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            },
+            UnreadBody::TimedOut(timeout) => ApiError::BodyTimeout(timeout),
+            UnreadBody::Broken(reason) => {
+                ApiError::BadRequest(format!("cannot read request body: {reason}"))
+            }
+        }
+    }
+}
+
+async fn read_body(req: &mut Request, body_timeout: Duration) -> Result<bytes::Bytes, UnreadBody> {
     if req
         .headers()
         .typed_get::<poem::web::headers::ContentLength>()
         .is_some_and(|length| length.0 > MAX_BODY_BYTES as u64)
     {
-        return Err(too_large.into());
+        return Err(UnreadBody::TooLarge);
     }
-    let read = req.take_body().into_bytes_limit(MAX_BODY_BYTES);
-    let body = tokio::time::timeout(limits.body_timeout, read)
+    let read = collect_body(req.take_body());
+    tokio::time::timeout(body_timeout, read)
         .await
-        .map_err(|_| ApiError::BodyTimeout(limits.body_timeout))?
-        .map_err(|err| match err {
-            poem::error::ReadBodyError::PayloadTooLarge => too_large,
-            other => ApiError::BadRequest(format!("cannot read request body: {other}")),
-        })?;
-    if let Some(progress) = req.extensions().get::<server::BodyProgress>() {
-        progress.received();
+        .map_err(|_| UnreadBody::TimedOut(body_timeout))?
+}
+
+/// Copies the body out chunk by chunk: poem's `into_bytes_limit` keeps a
+/// 4 KiB buffer in its future and a reference into hyper's read buffer
+/// between chunks, which a slow client would hold for its whole upload.
+async fn collect_body(body: poem::Body) -> Result<bytes::Bytes, UnreadBody> {
+    let mut body: BoxBody<bytes::Bytes, std::io::Error> = body.into();
+    let mut data = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| UnreadBody::Broken(err.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(UnreadBody::TooLarge);
+        }
+        data.extend_from_slice(&chunk);
     }
-    req.set_body(body);
-    tokio::time::timeout(limits.request_timeout, next.call(req))
+    Ok(data.freeze())
+}
+
+/// Raises what [`receive_body`] could not read, then gives the handler the
+/// request deadline (503).
+async fn limit_request<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    request_timeout: Duration,
+) -> poem::Result<E::Output> {
+    if let Some(unread) = req.extensions().get::<UnreadBody>() {
+        return Err(ApiError::from(unread.clone()).into());
+    }
+    tokio::time::timeout(request_timeout, next.call(req))
         .await
-        .map_err(|_| ApiError::DeadlineExceeded(limits.request_timeout))?
+        .map_err(|_| ApiError::DeadlineExceeded(request_timeout))?
 }
 
 /// One log line per request, with the request id (the client's

@@ -156,6 +156,38 @@ async fn a_body_that_stops_arriving_is_a_408_problem_and_the_connection_is_close
 }
 
 #[tokio::test]
+async fn a_body_that_arrives_in_pieces_within_the_timeout_is_served_and_the_connection_kept() {
+    let (_dir, server) = sqlite_server(&[("BODY_TIMEOUT", "2s")]).await;
+    let mut client = connect(&server).await;
+    let token = crate::helpers::token_for("alice");
+    let body = r#"{"title":"sent in pieces","tags":["slow"]}"#;
+    let head = format!(
+        "POST /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.as_bytes().chunks(15) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(piece).await.unwrap();
+    }
+    let created = read_response(&mut client).await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    assert!(
+        created.contains(r#""title":"sent in pieces""#) && created.contains(r#""tags":["slow"]"#),
+        "{created}"
+    );
+
+    let list = format!(
+        "GET /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    client.write_all(list.as_bytes()).await.unwrap();
+    let listed = read_response(&mut client).await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains(r#""total":1"#), "{listed}");
+}
+
+#[tokio::test]
 async fn oversized_headers_are_431_and_a_too_large_body_says_connection_close() {
     let (_dir, server) = sqlite_server(&[]).await;
 
