@@ -5,9 +5,11 @@ are held, and after the server's timeout has closed them.
 
     bench/stalled.sh   # builds, starts the server, runs every kind
 
-Kinds: idle (connects, sends nothing), keepalive (one request, then idle),
-partial (a 12 KiB header that never ends), body (headers, then 1 byte of a
-100-byte body).
+Kinds: idle (connects, sends nothing), keepalive (one request answered 401
+without touching the database, then idle),
+partial (a 1 KiB head that never ends, as a slowloris sends), bighead (a
+15 KiB head that never ends, just under the 16 KiB limit), body (headers, then
+1 byte of a 100-byte body).
 """
 import os
 import socket
@@ -32,9 +34,11 @@ def opening(kind):
     if kind == "idle":
         return b""
     if kind == "keepalive":
-        return b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
+        return b"GET /api/u/tasks HTTP/1.1\r\nHost: bench\r\n\r\n"
     if kind == "partial":
-        return b"GET /health HTTP/1.1\r\nHost: bench\r\nX-Padding: " + b"a" * 12 * 1024
+        return b"GET /health HTTP/1.1\r\nHost: bench\r\nX-Padding: " + b"a" * 1024
+    if kind == "bighead":
+        return b"GET /health HTTP/1.1\r\nHost: bench\r\nX-Padding: " + b"a" * 15 * 1024
     if kind == "body":
         return (b"POST /api/u/tasks HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100\r\n\r\n{")
@@ -75,7 +79,7 @@ def run(kind):
 
 if __name__ == "__main__":
     worst = 0.0
-    for kind in sys.argv[1:] or ["idle", "keepalive", "partial", "body"]:
+    for kind in sys.argv[1:] or ["idle", "keepalive", "partial", "bighead", "body"]:
         growth, closed = run(kind)
         worst = max(worst, growth)
     print(f"largest growth: {worst:.1f} MB for {COUNT} connections")

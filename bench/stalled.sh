@@ -3,14 +3,14 @@
 # against a fresh server, and whether the server's timeouts close them
 # (bench/stalled.py). Short timeouts keep the run brief.
 #
-#   bench/stalled.sh                 # idle keepalive partial body
+#   bench/stalled.sh                 # idle keepalive partial bighead body
 #   bench/stalled.sh partial         # one kind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 export PORT=${PORT:-18124}
 ulimit -n 4096
-kinds=${*:-idle keepalive partial body}
+kinds=${*:-idle keepalive partial bighead body}
 for kind in $kinds; do
     work=$(mktemp -d)
     DATABASE_URL="sqlite://$work/bench.db?mode=rwc" BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 \
