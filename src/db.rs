@@ -23,6 +23,9 @@ use sea_orm::{
 
 use crate::{app::MAX_BODY_BYTES, config::Config};
 
+/// How long a pooled connection may sit idle before it is pinged on acquire.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
 /// Opens the pool named by `DATABASE_URL`. The SQLite file is created if
 /// missing; a `postgres://` URL may carry `sslmode=require` (TLS via rustls).
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
@@ -32,6 +35,11 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .acquire_timeout(config.database_acquire_timeout)
         .connect_timeout(config.database_acquire_timeout)
         .sqlx_logging(false)
+        // sqlx pings a pooled connection on every acquire by default: a round
+        // trip per statement. Only a connection idle long enough for a server,
+        // pooler or NAT to have dropped it is checked now; one that died while
+        // in use fails its statement (503) and is discarded on release.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .map_sqlx_sqlite_opts(move |opts| {
             // WAL lets other processes read while the service writes; a lock
             // held by another writer is waited for briefly, then answered 503.

@@ -79,6 +79,52 @@ async fn postgres_outage_is_503_and_recovers_without_restart() {
     assert_eq!(alice.toggle(id).await.status, StatusCode::OK);
 }
 
+/// The server drops every connection of the pool while the database stays
+/// up (a restart of a pooler, `pg_terminate_backend`): connections in the pool
+/// are not pinged on every acquire, so a request may get 503, never a 500,
+/// and the pool replaces the dead connections by itself.
+#[tokio::test]
+async fn postgres_dropping_pooled_connections_is_503_at_worst_and_heals() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let alice = app.user("alice");
+    for n in 0..5 {
+        alice.create(json!({"title": format!("task {n}")})).await;
+    }
+    let (admin_url, name) = app.postgres_database().unwrap();
+    let admin = Database::connect(admin_url).await.unwrap();
+    // Several rounds, so that the pool holds several connections to kill.
+    for _ in 0..3 {
+        let killed = admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+        assert!(killed.rows_affected() > 0, "the pool had connections");
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let list = alice.get("/tasks").await;
+            if list.status == StatusCode::SERVICE_UNAVAILABLE {
+                list.problem(StatusCode::SERVICE_UNAVAILABLE);
+                assert!(list.header("retry-after").is_some());
+            } else {
+                assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+                assert_eq!(list.body["total"], 5);
+            }
+            statuses.push(list.status);
+        }
+        assert_eq!(
+            statuses.last(),
+            Some(&StatusCode::OK),
+            "healed by itself: {statuses:?}"
+        );
+    }
+    assert_eq!(alice.all_tasks().await.len(), 5, "nothing lost");
+}
+
 /// Another process holds SQLite's write lock longer than the busy timeout:
 /// writes get 503, reads go on (WAL), and writes work again once released.
 #[tokio::test]
