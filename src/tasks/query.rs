@@ -7,10 +7,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{tag, task, task_tag};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, ExprTrait, JoinType, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Select, Set, TransactionTrait,
-    sea_query::{Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict, Query},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QueryResult, QuerySelect, RelationTrait, Select, Set, TransactionTrait,
+    sea_query::{
+        Asterisk, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict, Query,
+        SimpleExpr, WindowStatement,
+    },
 };
 
 use super::{SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key};
@@ -81,18 +84,21 @@ pub async fn create(
     })
 }
 
+/// The task and its tags, in one statement.
 pub async fn get(
     db: &DatabaseConnection,
     user_id: &str,
     task_id: i64,
 ) -> Result<TaskWithTags, ApiError> {
-    let task = task::Entity::find()
-        .filter(owned(user_id, task_id))
+    let backend = db.get_database_backend();
+    let mut query = task::Entity::find().filter(owned(user_id, task_id));
+    QuerySelect::query(&mut query).expr_as(tag_names_of_row(backend), TAG_NAMES);
+    let row = query
+        .into_model::<TaskRow>()
         .one(db)
         .await?
         .ok_or_else(ApiError::task_not_found)?;
-    let tags = tags_of_task(db, task_id).await?;
-    Ok(TaskWithTags { task, tags })
+    Ok(row.task)
 }
 
 /// Applies a PUT or PATCH in one `UPDATE ... RETURNING` that writes only the
@@ -197,48 +203,113 @@ pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Res
     Ok(())
 }
 
-/// One page of tasks and the number of tasks matching the filter, in three
-/// queries whatever the page size: count, page, tags of the page.
+/// One page of tasks and the number of tasks matching the filter, in one
+/// statement: each row carries its tags and the window count of all matching
+/// rows. Only a page past the end (no rows to carry the count) costs a second
+/// statement, to count.
 pub async fn list(
     db: &DatabaseConnection,
     user_id: &str,
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
     let matching = matching(user_id, filter);
-    let total = matching.clone().count(db).await?;
-    if filter.offset >= total {
-        return Ok((Vec::new(), total));
-    }
     let order = match filter.order {
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
     };
     let sorted = match filter.sort {
-        SortField::CreatedAt => matching.order_by(task::Column::CreatedAt, order.clone()),
-        SortField::UpdatedAt => matching.order_by(task::Column::UpdatedAt, order.clone()),
-        SortField::Title => matching.order_by(task::Column::TitleSearch, order.clone()),
-        SortField::Priority => matching.order_by(task::Column::Priority, order.clone()),
+        SortField::CreatedAt => matching
+            .clone()
+            .order_by(task::Column::CreatedAt, order.clone()),
+        SortField::UpdatedAt => matching
+            .clone()
+            .order_by(task::Column::UpdatedAt, order.clone()),
+        SortField::Title => matching
+            .clone()
+            .order_by(task::Column::TitleSearch, order.clone()),
+        SortField::Priority => matching
+            .clone()
+            .order_by(task::Column::Priority, order.clone()),
         // Undated tasks are listed after dated ones in either direction.
-        SortField::DueDate => {
-            matching.order_by_with_nulls(task::Column::DueDate, order.clone(), NullOrdering::Last)
-        }
+        SortField::DueDate => matching.clone().order_by_with_nulls(
+            task::Column::DueDate,
+            order.clone(),
+            NullOrdering::Last,
+        ),
     };
-    let tasks = sorted
+    let mut page = sorted
         .order_by(task::Column::Id, order)
         .limit(filter.limit)
-        .offset(filter.offset)
-        .all(db)
-        .await?;
-    let ids: Vec<i64> = tasks.iter().map(|task| task.id).collect();
-    let mut tags = tags_of(db, &ids).await?;
-    let page = tasks
-        .into_iter()
-        .map(|task| TaskWithTags {
-            tags: tags.remove(&task.id).unwrap_or_default(),
-            task,
+        .offset(filter.offset);
+    QuerySelect::query(&mut page)
+        .expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES)
+        .expr_window_as(
+            Func::count(Expr::col(Asterisk)),
+            WindowStatement::new(),
+            TOTAL,
+        );
+    let rows = page.into_model::<TaskRow>().all(db).await?;
+    let total = match rows.first() {
+        Some(row) => u64::try_from(row.total).unwrap_or_default(),
+        None if filter.offset == 0 => 0,
+        None => matching.count(db).await?,
+    };
+    Ok((rows.into_iter().map(|row| row.task).collect(), total))
+}
+
+const TAG_NAMES: &str = "tag_names";
+const TOTAL: &str = "total";
+
+/// A task row with its tags as one JSON array of names (and, in a list, the
+/// window count of matching rows).
+struct TaskRow {
+    task: TaskWithTags,
+    total: i64,
+}
+
+impl FromQueryResult for TaskRow {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        let task = task::Model::from_query_result(row, pre)?;
+        let names: Option<String> = row.try_get(pre, TAG_NAMES)?;
+        let mut tags: Vec<String> = match names {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|err| DbErr::Type(format!("tag names of task {}: {err}", task.id)))?,
+            None => Vec::new(),
+        };
+        // Sorted here rather than in SQL, where the order would depend on the
+        // database's collation.
+        tags.sort();
+        let total = row.try_get(pre, TOTAL).unwrap_or_default();
+        Ok(Self {
+            task: TaskWithTags { task, tags },
+            total,
         })
-        .collect();
-    Ok((page, total))
+    }
+}
+
+/// The tag names of the row's task as a JSON array (text), or NULL (on
+/// PostgreSQL) when it has none: a correlated subquery, so a page and its
+/// tags are one statement.
+fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
+    let name = Expr::col((tag::Entity, tag::Column::Name));
+    let array: SimpleExpr = match backend {
+        DbBackend::Postgres => Func::cast_as(Func::cust("json_agg").arg(name), "text").into(),
+        _ => Func::cust("json_group_array").arg(name).into(),
+    };
+    let names = Query::select()
+        .expr(array)
+        .from(task_tag::Entity)
+        .inner_join(
+            tag::Entity,
+            Expr::col((tag::Entity, tag::Column::Id))
+                .equals((task_tag::Entity, task_tag::Column::TagId)),
+        )
+        .and_where(
+            Expr::col((task_tag::Entity, task_tag::Column::TaskId))
+                .equals((task::Entity, task::Column::Id)),
+        )
+        .to_owned();
+    SimpleExpr::SubQuery(None, Box::new(names.into()))
 }
 
 fn matching(user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
