@@ -5,6 +5,7 @@
 
 pub mod tag;
 pub mod task;
+pub mod task_count;
 pub mod task_tag;
 pub mod user;
 pub mod write_probe;

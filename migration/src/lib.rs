@@ -7,6 +7,8 @@ mod m20261122_000001_create_tables;
 mod m20261203_000001_create_write_probe;
 mod m20261203_000002_tag_links_restrict_tag_delete;
 mod m20261203_000003_recompute_search_keys;
+mod m20261203_000004_task_counts;
+mod m20261203_000005_list_order_indexes;
 
 pub struct Migrator;
 
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_create_write_probe::Migration),
             Box::new(m20261203_000002_tag_links_restrict_tag_delete::Migration),
             Box::new(m20261203_000003_recompute_search_keys::Migration),
+            Box::new(m20261203_000004_task_counts::Migration),
+            Box::new(m20261203_000005_list_order_indexes::Migration),
         ]
     }
 }

@@ -97,6 +97,18 @@ pub struct TaskFilter {
     pub offset: u64,
 }
 
+impl TaskFilter {
+    /// Filtered by status at most: the total is then the user's task count
+    /// (kept by the database), not a count of matching rows.
+    pub fn is_status_only(&self) -> bool {
+        self.priority.is_none()
+            && self.tag.is_none()
+            && self.q.is_none()
+            && self.due_before.is_none()
+            && self.due_after.is_none()
+    }
+}
+
 impl Default for TaskFilter {
     fn default() -> Self {
         Self {

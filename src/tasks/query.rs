@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use entity::{tag, task, task_tag};
+use entity::{tag, task, task_count, task_tag};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
     DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, RelationTrait, Select, Set, TransactionTrait,
+    QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, TransactionTrait,
     sea_query::{
         Asterisk, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict, Query,
         SimpleExpr, WindowStatement,
@@ -204,9 +204,10 @@ pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Res
 }
 
 /// One page of tasks and the number of tasks matching the filter, in one
-/// statement: each row carries its tags and the window count of all matching
-/// rows. Only a page past the end (no rows to carry the count) costs a second
-/// statement, to count.
+/// statement: each row carries its tags and the total, which is the user's
+/// task count (kept by the database) when the filter is by status at most,
+/// and otherwise the window count of all matching rows. Only a page past the
+/// end (no row to carry the total) costs a second statement.
 pub async fn list(
     db: &DatabaseConnection,
     user_id: &str,
@@ -241,20 +242,47 @@ pub async fn list(
         .order_by(task::Column::Id, order)
         .limit(filter.limit)
         .offset(filter.offset);
-    QuerySelect::query(&mut page)
-        .expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES)
-        .expr_window_as(
+    let statement = QuerySelect::query(&mut page);
+    statement.expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES);
+    if filter.is_status_only() {
+        let counted = task_count::Entity::find()
+            .select_only()
+            .expr(counted(filter.status))
+            .filter(task_count::Column::UserId.eq(user_id))
+            .into_query();
+        statement.expr_as(SimpleExpr::SubQuery(None, Box::new(counted.into())), TOTAL);
+    } else {
+        statement.expr_window_as(
             Func::count(Expr::col(Asterisk)),
             WindowStatement::new(),
             TOTAL,
         );
+    }
     let rows = page.into_model::<TaskRow>().all(db).await?;
     let total = match rows.first() {
         Some(row) => u64::try_from(row.total).unwrap_or_default(),
         None if filter.offset == 0 => 0,
+        None if filter.is_status_only() => task_count::Entity::find()
+            .select_only()
+            .expr(counted(filter.status))
+            .filter(task_count::Column::UserId.eq(user_id))
+            .into_tuple::<i64>()
+            .one(db)
+            .await?
+            .map_or(0, |total| u64::try_from(total).unwrap_or_default()),
         None => matching.count(db).await?,
     };
     Ok((rows.into_iter().map(|row| row.task).collect(), total))
+}
+
+/// The user's number of tasks with the status, from their counts row.
+fn counted(status: StatusFilter) -> SimpleExpr {
+    use task_count::Column as C;
+    match status {
+        StatusFilter::All => Expr::col(C::Total),
+        StatusFilter::Completed => Expr::col(C::Completed),
+        StatusFilter::Pending => Expr::col(C::Total).sub(Expr::col(C::Completed)),
+    }
 }
 
 const TAG_NAMES: &str = "tag_names";
