@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Throughput and tail latency of list, get and create at several connection
+# counts, for one or more builds side by side, on SQLite or PostgreSQL; the
+# server's peak memory; and on PostgreSQL, pgbench running the statements
+# that answer a list and a get (bench/pgbench/*.sql, prepared, same
+# concurrency, same data) as the ceiling each endpoint is measured against.
+#
+#   bench/compare.sh                                   # this build, SQLite
+#   DATABASE=postgres bench/compare.sh
+#   BINARIES="/tmp/old/todo-api target/release/todo-api" bench/compare.sh
+#                                 # builds are named by their directory
+#   CONNECTIONS="10 100" DURATION=5s TASKS=20 bench/compare.sh
+#
+# wrk (2 threads) runs on the same machine as the server and shares its cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATABASE=${DATABASE:-sqlite}
+CONNECTIONS=${CONNECTIONS:-10 100 1000}
+DURATION=${DURATION:-10s}
+TASKS=${TASKS:-20}
+PORT=${PORT:-18140}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+if [[ -z ${BINARIES:-} ]]; then
+    cargo build --release -q
+    BINARIES=target/release/todo-api
+fi
+ulimit -n 16384
+
+work=$(mktemp -d)
+server=
+trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+export BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 RUST_LOG=error
+export MAX_CONNECTIONS=5000
+
+cat >"$work/create.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"title":"bench create","priority":"high","tags":["bench"]}'
+EOF
+
+# wrk's summary as "rps p99 errors".
+summarise() {
+    awk '/Requests\/sec/ {rps=$2}
+         /^ +99%/ {p99=$2}
+         /Socket errors/ {err=$4+$6+$8+$10; gsub(",","",err)}
+         /Non-2xx/ {non2xx=$5}
+         END {printf "%9.0f %9s %6d\n", rps, p99, err+non2xx}'
+}
+
+# The creates of a run would grow the lists of the next one.
+forget_creates() {
+    local sql="DELETE FROM tasks WHERE title = 'bench create'"
+    if [[ $DATABASE == postgres ]]; then
+        psql -q "$DATABASE_URL" -c "$sql"
+    else
+        python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()" \
+            "$work/bench.db" "$sql"
+    fi
+}
+
+pg_clients=$(($(psql -Atq "$PG/postgres" -c 'SHOW max_connections' 2>/dev/null || echo 100) - 20))
+printf '%-12s %-28s %6s %9s %9s %6s\n' build workload conns rps p99 errors
+for bin in $BINARIES; do
+    # A build is named by its directory (target/release: "release").
+    label=$(basename "$(dirname "$bin")")
+    if [[ $DATABASE == postgres ]]; then
+        psql -q "$PG/postgres" -c 'DROP DATABASE IF EXISTS todo_bench_compare' \
+            -c 'CREATE DATABASE todo_bench_compare'
+        export DATABASE_URL=$PG/todo_bench_compare
+    else
+        rm -f "$work"/bench.db*
+        export DATABASE_URL="sqlite://$work/bench.db?mode=rwc"
+    fi
+    PORT=$PORT $bin serve &
+    server=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+    echo "bench $($bin token --sub bench --ttl 2h)" >"$work/tokens"
+    python3 bench/seed.py "http://127.0.0.1:$PORT" "$work/tokens" "$TASKS" >/dev/null
+    token=$(awk '{print $2}' "$work/tokens")
+    auth="Authorization: Bearer $token"
+    task=$(curl -fs -H "$auth" "http://127.0.0.1:$PORT/api/bench/tasks?limit=1" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+    for conns in $CONNECTIONS; do
+        for workload in list get create; do
+            case $workload in
+                list) args=("http://127.0.0.1:$PORT/api/bench/tasks") ;;
+                get) args=("http://127.0.0.1:$PORT/api/bench/tasks/$task") ;;
+                create) args=(-s "$work/create.lua" "http://127.0.0.1:$PORT/api/bench/tasks") ;;
+            esac
+            printf '%-12s %-28s %6s ' "$label" "$workload" "$conns"
+            wrk -t2 -c"$conns" -d"$DURATION" --latency -H "$auth" "${args[@]}" | summarise
+        done
+        forget_creates
+    done
+    echo "$label: peak memory $(grep VmHWM /proc/$server/status | awk '{print $2 / 1024}') MB"
+    if [[ $DATABASE == postgres ]]; then
+        for conns in $CONNECTIONS; do
+            # pgbench opens one backend per client: at most what the server
+            # allows, less a few for the service's own pool.
+            clients=$((conns < pg_clients ? conns : pg_clients))
+            for script in bench/pgbench/*.sql; do
+                tps=$(pgbench -n -M prepared -c "$clients" -j 2 -T "${DURATION%s}" \
+                    -D user=bench -D task="$task" -f "$script" "$DATABASE_URL" 2>/dev/null |
+                    awk '/^tps/ {print $3}')
+                printf '%-12s %-28s %6s %9.0f\n' pgbench "$(basename "$script" .sql)" "$clients" "${tps:-0}"
+            done
+        done
+    fi
+    kill "$server"
+    wait "$server" 2>/dev/null || true
+    server=
+done
