@@ -1,7 +1,8 @@
 //! Per-user task counts, kept by triggers in the transaction of every write
 //! to `tasks` (whichever statement or tool makes it), so that a list without
-//! filters, or filtered by status only, reads its total from one row instead
-//! of counting every matching task. Existing tasks are counted once here.
+//! filters, or filtered by status only, reads its total from a few rows
+//! instead of counting every matching task. Existing tasks are counted once
+//! here.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -13,31 +14,36 @@ pub struct Migration;
 enum TaskCounts {
     Table,
     UserId,
+    Slot,
     Total,
     Completed,
 }
 
-/// The upsert on the user's row makes concurrent writers of one user wait for
-/// each other; writers of different users never do. `OR REPLACE`: `migrate
-/// fresh` drops tables (and their triggers) but not functions.
+/// How many counter rows a user's count is spread over on PostgreSQL: each
+/// connection adds its changes to the row of its backend's slot, so writers
+/// of one user on different connections rarely wait for each other (one
+/// shared row would serialise them until commit); a reader sums the rows.
+/// `OR REPLACE`: `migrate fresh` drops tables (and their triggers) but not
+/// functions.
 const POSTGRES_TRIGGERS: &str = r#"
 CREATE OR REPLACE FUNCTION count_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    owner text;
+    added int := 0;
+    completed int := 0;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO task_counts (user_id, total, completed)
-        VALUES (NEW.user_id, 1, NEW.completed::int)
-        ON CONFLICT (user_id) DO UPDATE
-        SET total = task_counts.total + 1,
-            completed = task_counts.completed + EXCLUDED.completed;
+        owner := NEW.user_id; added := 1; completed := NEW.completed::int;
     ELSIF TG_OP = 'DELETE' THEN
-        UPDATE task_counts
-        SET total = total - 1, completed = completed - OLD.completed::int
-        WHERE user_id = OLD.user_id;
+        owner := OLD.user_id; added := -1; completed := -OLD.completed::int;
     ELSE
-        UPDATE task_counts
-        SET completed = completed + NEW.completed::int - OLD.completed::int
-        WHERE user_id = NEW.user_id;
+        owner := NEW.user_id; completed := NEW.completed::int - OLD.completed::int;
     END IF;
+    INSERT INTO task_counts (user_id, slot, total, completed)
+    VALUES (owner, pg_backend_pid() % 16, added, completed)
+    ON CONFLICT (user_id, slot) DO UPDATE
+    SET total = task_counts.total + EXCLUDED.total,
+        completed = task_counts.completed + EXCLUDED.completed;
     RETURN NULL;
 END
 $$;
@@ -50,28 +56,29 @@ CREATE TRIGGER tasks_counted_on_completion AFTER UPDATE OF completed ON tasks
     EXECUTE FUNCTION count_tasks();
 "#;
 
+/// SQLite has one writer at a time: one row per user (slot 0).
 const SQLITE_TRIGGERS: [&str; 3] = [
     r#"CREATE TRIGGER tasks_counted_on_insert AFTER INSERT ON tasks BEGIN
-        INSERT INTO task_counts (user_id, total, completed)
-        VALUES (NEW.user_id, 1, NEW.completed)
-        ON CONFLICT (user_id) DO UPDATE
+        INSERT INTO task_counts (user_id, slot, total, completed)
+        VALUES (NEW.user_id, 0, 1, NEW.completed)
+        ON CONFLICT (user_id, slot) DO UPDATE
         SET total = total + 1, completed = completed + excluded.completed;
     END"#,
     r#"CREATE TRIGGER tasks_counted_on_delete AFTER DELETE ON tasks BEGIN
         UPDATE task_counts
         SET total = total - 1, completed = completed - OLD.completed
-        WHERE user_id = OLD.user_id;
+        WHERE user_id = OLD.user_id AND slot = 0;
     END"#,
     r#"CREATE TRIGGER tasks_counted_on_completion AFTER UPDATE OF completed ON tasks
     WHEN OLD.completed <> NEW.completed BEGIN
         UPDATE task_counts
         SET completed = completed + NEW.completed - OLD.completed
-        WHERE user_id = NEW.user_id;
+        WHERE user_id = NEW.user_id AND slot = 0;
     END"#,
 ];
 
-const COUNT_EXISTING: &str = "INSERT INTO task_counts (user_id, total, completed) \
-     SELECT user_id, COUNT(*), SUM(CASE WHEN completed THEN 1 ELSE 0 END) \
+const COUNT_EXISTING: &str = "INSERT INTO task_counts (user_id, slot, total, completed) \
+     SELECT user_id, 0, COUNT(*), SUM(CASE WHEN completed THEN 1 ELSE 0 END) \
      FROM tasks GROUP BY user_id";
 
 #[async_trait::async_trait]
@@ -81,17 +88,18 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(TaskCounts::Table)
-                    .col(
-                        ColumnDef::new(TaskCounts::UserId)
-                            .text()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(TaskCounts::UserId).text().not_null())
+                    .col(ColumnDef::new(TaskCounts::Slot).small_integer().not_null())
                     .col(ColumnDef::new(TaskCounts::Total).big_integer().not_null())
                     .col(
                         ColumnDef::new(TaskCounts::Completed)
                             .big_integer()
                             .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(TaskCounts::UserId)
+                            .col(TaskCounts::Slot),
                     )
                     .to_owned(),
             )

@@ -266,23 +266,26 @@ pub async fn list(
             .select_only()
             .expr(counted(filter.status))
             .filter(task_count::Column::UserId.eq(user_id))
-            .into_tuple::<i64>()
+            .into_tuple::<Option<i64>>()
             .one(db)
             .await?
+            .flatten()
             .map_or(0, |total| u64::try_from(total).unwrap_or_default()),
         None => matching.count(db).await?,
     };
     Ok((rows.into_iter().map(|row| row.task).collect(), total))
 }
 
-/// The user's number of tasks with the status, from their counts row.
+/// The user's number of tasks with the status: the sum over their count
+/// rows, as a bigint (PostgreSQL sums bigints as numeric).
 fn counted(status: StatusFilter) -> SimpleExpr {
     use task_count::Column as C;
-    match status {
+    let counted = match status {
         StatusFilter::All => Expr::col(C::Total),
         StatusFilter::Completed => Expr::col(C::Completed),
         StatusFilter::Pending => Expr::col(C::Total).sub(Expr::col(C::Completed)),
-    }
+    };
+    Func::cast_as(Func::sum(counted), "bigint").into()
 }
 
 const TAG_NAMES: &str = "tag_names";
