@@ -245,11 +245,7 @@ pub async fn list(
     let statement = QuerySelect::query(&mut page);
     statement.expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES);
     if filter.is_status_only() {
-        let counted = task_count::Entity::find()
-            .select_only()
-            .expr(counted(filter.status))
-            .filter(task_count::Column::UserId.eq(user_id))
-            .into_query();
+        let counted = counted(user_id, filter.status).into_query();
         statement.expr_as(SimpleExpr::SubQuery(None, Box::new(counted.into())), TOTAL);
     } else {
         statement.expr_window_as(
@@ -262,10 +258,7 @@ pub async fn list(
     let total = match rows.first() {
         Some(row) => u64::try_from(row.total).unwrap_or_default(),
         None if filter.offset == 0 => 0,
-        None if filter.is_status_only() => task_count::Entity::find()
-            .select_only()
-            .expr(counted(filter.status))
-            .filter(task_count::Column::UserId.eq(user_id))
+        None if filter.is_status_only() => counted(user_id, filter.status)
             .into_tuple::<Option<i64>>()
             .one(db)
             .await?
@@ -277,15 +270,19 @@ pub async fn list(
 }
 
 /// The user's number of tasks with the status: the sum over their count
-/// rows, as a bigint (PostgreSQL sums bigints as numeric).
-fn counted(status: StatusFilter) -> SimpleExpr {
+/// rows, as a bigint (PostgreSQL sums bigints as numeric); NULL for a user
+/// who never had a task.
+fn counted(user_id: &str, status: StatusFilter) -> Select<task_count::Entity> {
     use task_count::Column as C;
     let counted = match status {
         StatusFilter::All => Expr::col(C::Total),
         StatusFilter::Completed => Expr::col(C::Completed),
         StatusFilter::Pending => Expr::col(C::Total).sub(Expr::col(C::Completed)),
     };
-    Func::cast_as(Func::sum(counted), "bigint").into()
+    task_count::Entity::find()
+        .select_only()
+        .expr(Func::cast_as(Func::sum(counted), "bigint"))
+        .filter(C::UserId.eq(user_id))
 }
 
 const TAG_NAMES: &str = "tag_names";
