@@ -10,6 +10,12 @@
 #   BINARIES="/tmp/old/todo-api target/release/todo-api" bench/compare.sh
 #                                 # builds are named by their directory
 #   CONNECTIONS="10 100" DURATION=5s TASKS=20 bench/compare.sh
+#   BIG_TASKS=0 bench/compare.sh     # skip the large-user comparison
+#
+# The large-user comparison inserts BIG_TASKS (100 000) tasks for a second
+# user straight into the database and prints, for the default list, each
+# sort, the status filter and a search, the p50 at 10 connections of that
+# user against the 20-task one, and the ratio.
 #
 # wrk (2 threads) runs on the same machine as the server and shares its cores.
 set -euo pipefail
@@ -21,6 +27,7 @@ DURATION=${DURATION:-10s}
 TASKS=${TASKS:-20}
 PORT=${PORT:-18140}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
+BIG_TASKS=${BIG_TASKS:-100000}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 if [[ -z ${BINARIES:-} ]]; then
@@ -40,6 +47,19 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"title":"bench create","priority":"high","tags":["bench"]}'
 EOF
+
+# wrk's median latency.
+p50() {
+    wrk -t2 -c10 -d"$DURATION" --latency -H "Authorization: Bearer $1" "$2" |
+        awk '/^ +50%/ {print $2}'
+}
+
+# A wrk latency ("812.00us", "6.71ms", "1.02s") in microseconds.
+micros() {
+    awk -v t="$1" 'BEGIN {
+        if (t ~ /us$/) m = 1; else if (t ~ /ms$/) m = 1000; else m = 1000000
+        sub(/[a-z]+$/, "", t); print t * m }'
+}
 
 # wrk's summary as "rps p99 errors".
 summarise() {
@@ -81,8 +101,14 @@ for bin in $BINARIES; do
     python3 bench/seed.py "http://127.0.0.1:$PORT" "$work/tokens" "$TASKS" >/dev/null
     token=$(awk '{print $2}' "$work/tokens")
     auth="Authorization: Bearer $token"
-    task=$(curl -fs -H "$auth" "http://127.0.0.1:$PORT/api/bench/tasks?limit=1" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+    ids=$(curl -fs -H "$auth" "http://127.0.0.1:$PORT/api/bench/tasks?limit=100" |
+        python3 -c 'import json,sys; print(*(t["id"] for t in json.load(sys.stdin)["items"]))')
+    task=${ids%% *}
+    # Half completed, like the large user's.
+    i=0
+    for id in $ids; do
+        ((i++ % 2)) || curl -fs -o /dev/null -X PATCH -H "$auth" "http://127.0.0.1:$PORT/api/bench/tasks/$id/complete"
+    done
     for conns in $CONNECTIONS; do
         for workload in list get create; do
             case $workload in
@@ -95,6 +121,19 @@ for bin in $BINARIES; do
         done
         forget_creates
     done
+    if ((BIG_TASKS > 0)); then
+        big_token=$($bin token --sub big --ttl 2h)
+        curl -fs -o /dev/null -H "Authorization: Bearer $big_token" "http://127.0.0.1:$PORT/api/big/tasks"
+        python3 bench/insert_tasks.py "$DATABASE_URL" big "$BIG_TASKS"
+        printf '%-12s %-28s %12s %12s %7s\n' "$label" "p50, 10 conns" "$TASKS tasks" "$BIG_TASKS tasks" ratio
+        for query in "" sort=title "sort=priority&order=asc" sort=updated_at "sort=due_date&order=asc" \
+            status=pending status=completed "status=pending&sort=title" q=t5 q=generated; do
+            small=$(p50 "$token" "http://127.0.0.1:$PORT/api/bench/tasks?$query")
+            big=$(p50 "$big_token" "http://127.0.0.1:$PORT/api/big/tasks?$query")
+            ratio=$(awk -v a="$(micros "$small")" -v b="$(micros "$big")" 'BEGIN {printf "%.1f", b / a}')
+            printf '%-12s %-28s %12s %12s %6s×\n' "$label" "?${query:-(default)}" "$small" "$big" "$ratio"
+        done
+    fi
     echo "$label: peak memory $(grep VmHWM /proc/$server/status | awk '{print $2 / 1024}') MB"
     if [[ $DATABASE == postgres ]]; then
         for conns in $CONNECTIONS; do
