@@ -218,25 +218,16 @@ pub async fn list(
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
     };
+    let unsorted = matching.clone();
     let sorted = match filter.sort {
-        SortField::CreatedAt => matching
-            .clone()
-            .order_by(task::Column::CreatedAt, order.clone()),
-        SortField::UpdatedAt => matching
-            .clone()
-            .order_by(task::Column::UpdatedAt, order.clone()),
-        SortField::Title => matching
-            .clone()
-            .order_by(task::Column::TitleSearch, order.clone()),
-        SortField::Priority => matching
-            .clone()
-            .order_by(task::Column::Priority, order.clone()),
+        SortField::CreatedAt => unsorted.order_by(task::Column::CreatedAt, order.clone()),
+        SortField::UpdatedAt => unsorted.order_by(task::Column::UpdatedAt, order.clone()),
+        SortField::Title => unsorted.order_by(task::Column::TitleSearch, order.clone()),
+        SortField::Priority => unsorted.order_by(task::Column::Priority, order.clone()),
         // Undated tasks are listed after dated ones in either direction.
-        SortField::DueDate => matching.clone().order_by_with_nulls(
-            task::Column::DueDate,
-            order.clone(),
-            NullOrdering::Last,
-        ),
+        SortField::DueDate => {
+            unsorted.order_by_with_nulls(task::Column::DueDate, order.clone(), NullOrdering::Last)
+        }
     };
     let mut page = sorted
         .order_by(task::Column::Id, order)
