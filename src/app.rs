@@ -16,7 +16,6 @@ use poem::{
     web::headers::HeaderMapExt,
 };
 use poem_openapi::OperationId;
-use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
 use crate::{
@@ -37,7 +36,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// What every handler shares, attached to each request as data.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
+    pub db: db::Pools,
     pub verifier: Arc<TokenVerifier>,
     pub users: Arc<KnownUsers>,
     pub write_health: Arc<db::WriteHealth>,
@@ -64,7 +63,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         )
     })?;
     if config.run_migrations {
-        db::migrate(&db)
+        db::migrate(&db.writer)
             .await
             .context("database migration failed")?;
     }
@@ -75,7 +74,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         users: Arc::new(KnownUsers::default()),
         write_health: Arc::default(),
     };
-    tokio::spawn(sweep_orphan_tags_forever(state.db.clone()));
+    tokio::spawn(sweep_orphan_tags_forever(state.db.writer.clone()));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,

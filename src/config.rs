@@ -17,7 +17,8 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url)]
     pub database_url: String,
 
-    /// Maximum open database connections (PostgreSQL; SQLite always uses one writer).
+    /// Maximum open database connections (PostgreSQL; SQLite uses one writer and
+    /// up to this many readers, at most two per core).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,

@@ -26,12 +26,63 @@ use crate::{app::MAX_BODY_BYTES, config::Config};
 /// How long a pooled connection may sit idle before it is pinged on acquire.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
-/// Opens the pool named by `DATABASE_URL`. The SQLite file is created if
+/// The pools requests run their statements on.
+///
+/// SQLite takes one writer at a time but, in WAL mode, readers alongside it:
+/// reads get a pool of their own, so a list never queues behind a write or
+/// behind other lists. On PostgreSQL (and an in-memory SQLite database, which
+/// is private to its one connection) both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    /// For statements that only read; may lag no committed write.
+    pub reader: DatabaseConnection,
+    /// For everything that writes, and reads inside a write.
+    pub writer: DatabaseConnection,
+}
+
+/// Opens the pools named by `DATABASE_URL`. The SQLite file is created if
 /// missing; a `postgres://` URL may carry `sslmode=require` (TLS via rustls).
-pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(config: &Config) -> Result<Pools, DbErr> {
+    let url = &config.database_url;
+    if !url.starts_with("sqlite:") {
+        let pool = open(config, config.database_max_connections, false).await?;
+        return Ok(Pools {
+            reader: pool.clone(),
+            writer: pool,
+        });
+    }
+    // One writer queues writes in the pool instead of failing them with
+    // SQLITE_BUSY. It connects first, so the file exists and is in WAL mode
+    // before any reader opens it.
+    let writer = open(config, 1, false).await?;
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let reader = if in_memory {
+        writer.clone()
+    } else {
+        open(config, sqlite_readers(config), true).await?
+    };
+    Ok(Pools { reader, writer })
+}
+
+/// Enough readers to keep every core busy, bounded by the configured pool
+/// size: a SQLite connection is a thread and its own page cache.
+fn sqlite_readers(config: &Config) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 2)
+        .unwrap_or(u32::MAX)
+        .min(config.database_max_connections)
+        .max(1)
+}
+
+async fn open(
+    config: &Config,
+    max_connections: u32,
+    sqlite_query_only: bool,
+) -> Result<DatabaseConnection, DbErr> {
     let statement_timeout = config.database_statement_timeout;
     let mut options = ConnectOptions::new(&config.database_url);
     options
+        .max_connections(max_connections)
         .acquire_timeout(config.database_acquire_timeout)
         .connect_timeout(config.database_acquire_timeout)
         .sqlx_logging(false)
@@ -41,10 +92,19 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         // in use fails its statement (503) and is discarded on release.
         .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .map_sqlx_sqlite_opts(move |opts| {
-            // WAL lets other processes read while the service writes; a lock
-            // held by another writer is waited for briefly, then answered 503.
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(statement_timeout)
+            // WAL lets readers (ours and other processes') go on while the
+            // writer writes; a lock held by another writer is waited for
+            // briefly, then answered 503.
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(statement_timeout);
+            if sqlite_query_only {
+                // A bug that writes through the reader pool fails loudly
+                // instead of racing the writer for the lock.
+                opts.pragma("query_only", "ON")
+            } else {
+                opts
+            }
         })
         .map_sqlx_postgres_opts(move |opts| match statement_timeout.as_millis() {
             0 => opts,
@@ -58,13 +118,6 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .map_sqlx_postgres_pool_opts(|pool| {
             pool.after_release(|conn, meta| Box::pin(postgres_is_reusable(conn, meta)))
         });
-    if config.database_url.starts_with("sqlite:") {
-        // SQLite takes one writer at a time; one connection queues requests in
-        // the pool instead of failing them with SQLITE_BUSY.
-        options.max_connections(1);
-    } else {
-        options.max_connections(config.database_max_connections);
-    }
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(log_query);
     Ok(db)

@@ -227,7 +227,8 @@ async fn shutdown_signal() {
 async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     let db = db::connect(config)
         .await
-        .context("cannot connect to DATABASE_URL")?;
+        .context("cannot connect to DATABASE_URL")?
+        .writer;
     match action {
         MigrateAction::Up => db::migrate(&db).await?,
         MigrateAction::Down { n } => Migrator::down(&db, Some(n)).await?,

@@ -28,7 +28,7 @@ impl AccountApi {
         user_id: Path<String>,
     ) -> Result<Json<Me>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let user = users::find(&state.db, &owner)
+        let user = users::find(&state.db.reader, &owner)
             .await?
             .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
         Ok(Json(user.into()))

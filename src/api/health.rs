@@ -23,7 +23,7 @@ impl HealthApi {
     async fn health(&self, state: Data<&AppState>) -> Result<Json<Health>, DatabaseUnavailable> {
         state
             .write_health
-            .probe(&state.db)
+            .probe(&state.db.writer)
             .await
             .map_err(DatabaseUnavailable)?;
         Ok(Json(Health {

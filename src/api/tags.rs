@@ -28,7 +28,7 @@ impl TagsApi {
         user_id: Path<String>,
     ) -> Result<Json<Vec<TagCount>>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let tags = tasks::tag_counts(&state.db, &owner).await?;
+        let tags = tasks::tag_counts(&state.db.reader, &owner).await?;
         Ok(Json(tags.into_iter().map(TagCount::from).collect()))
     }
 }

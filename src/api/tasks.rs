@@ -156,7 +156,7 @@ impl TasksApi {
             ..TaskFilter::default()
         }
         .with_text(tag.0, q.0)?;
-        let (items, total) = tasks::list(&state.db, &owner, &filter).await?;
+        let (items, total) = tasks::list(&state.db.reader, &owner, &filter).await?;
         Ok(Json(TaskPage {
             items: items.into_iter().map(Task::from).collect(),
             total,
@@ -184,7 +184,7 @@ impl TasksApi {
     ) -> Result<CreatedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let draft = TaskDraft::from_json(&body.value, false)?;
-        let task = Task::from(tasks::create(&state.db, &owner, draft).await?);
+        let task = Task::from(tasks::create(&state.db.writer, &owner, draft).await?);
         let location = format!(
             "/api/{}/tasks/{}",
             utf8_percent_encode(&owner, PATH_SEGMENT),
@@ -212,7 +212,7 @@ impl TasksApi {
         task_id: Path<i64>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let task = tasks::get(&state.db, &owner, task_id.0).await?;
+        let task = tasks::get(&state.db.reader, &owner, task_id.0).await?;
         Ok(Json(task.into()))
     }
 
@@ -238,7 +238,7 @@ impl TasksApi {
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from(TaskDraft::from_json(&body.value, true)?);
-        let task = tasks::update(&state.db, &owner, task_id.0, changes).await?;
+        let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
         Ok(Json(task.into()))
     }
 
@@ -263,7 +263,7 @@ impl TasksApi {
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from_json(&body.value)?;
-        let task = tasks::update(&state.db, &owner, task_id.0, changes).await?;
+        let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
         Ok(Json(task.into()))
     }
 
@@ -286,7 +286,7 @@ impl TasksApi {
         task_id: Path<i64>,
     ) -> Result<DeletedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        tasks::delete(&state.db, &owner, task_id.0).await?;
+        tasks::delete(&state.db.writer, &owner, task_id.0).await?;
         Ok(DeletedTask::Deleted)
     }
 
@@ -308,7 +308,7 @@ impl TasksApi {
         task_id: Path<i64>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let task = tasks::toggle(&state.db, &owner, task_id.0).await?;
+        let task = tasks::toggle(&state.db.writer, &owner, task_id.0).await?;
         Ok(Json(task.into()))
     }
 
@@ -329,6 +329,6 @@ impl TasksApi {
         user_id: Path<String>,
     ) -> Result<Json<TaskStats>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        Ok(Json(tasks::stats(&state.db, &owner).await?.into()))
+        Ok(Json(tasks::stats(&state.db.reader, &owner).await?.into()))
     }
 }

@@ -245,7 +245,7 @@ impl BearerAuth {
         if self.0.sub != path_user_id {
             return Err(ApiError::Forbidden);
         }
-        state.users.ensure(&state.db, &self.0).await?;
+        state.users.ensure(&state.db.writer, &self.0).await?;
         Ok(self.0.sub.clone())
     }
 }

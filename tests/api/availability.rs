@@ -164,6 +164,44 @@ async fn sqlite_write_lock_is_503_for_writers_and_recovers() {
     assert_eq!(titles, ["before", "after"]);
 }
 
+/// SQLite reads have their own connections: a list is answered while a
+/// write waits for the write lock, and the write completes once it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_are_served_while_a_write_waits_for_the_lock() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.database_statement_timeout = std::time::Duration::from_secs(20);
+    })
+    .await
+    .unwrap();
+    let alice = app.user("alice");
+    alice.create(json!({"title": "before"})).await;
+    let lock = crate::helpers::hold_tasks_lock(Backend::Sqlite, &app.database_url).await;
+
+    let write = alice.post("/tasks", json!({"title": "waited for the lock"}));
+    let read = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), alice.get("/tasks"))
+            .await
+            .expect("a read must not queue behind the waiting write");
+        drop(lock);
+        read
+    };
+    let (write, read) = tokio::join!(write, read);
+
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["total"], 1);
+    assert_eq!(read.body["items"][0]["title"], "before");
+    assert_eq!(write.status, StatusCode::CREATED, "{}", write.body);
+    let titles: Vec<_> = entity::task::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.title)
+        .collect();
+    assert_eq!(titles, ["before", "waited for the lock"]);
+}
+
 /// Neon-style URLs carry `sslmode=require`: the service must connect over
 /// TLS (rustls) and work as usual.
 #[tokio::test]
