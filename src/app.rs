@@ -16,6 +16,7 @@ use poem::{
     web::headers::HeaderMapExt,
 };
 use poem_openapi::OperationId;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::{
@@ -78,12 +79,18 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
+        in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight as usize)),
     };
     let endpoint = routes(state.clone(), &config.cors_origins, limits);
     Ok(App { state, endpoint })
 }
 
 fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> BoxEndpoint<'static> {
+    let RequestLimits {
+        body_timeout,
+        request_timeout,
+        in_flight,
+    } = limits;
     let api = api::service();
     let spec = api::document::document_endpoint();
     let docs = api::document::swagger_ui();
@@ -93,12 +100,13 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .nest("/docs", docs)
         .around(record_write_outcome)
         .data(state)
-        .around(move |next, req| limit_request(next, req, limits.request_timeout))
+        .around(limit_request)
         .catch_all_error(problem_for)
         .around(advertise_allowed_methods)
         .with(cors(cors_origins))
         .around(same_origin_is_not_cross_origin)
-        .around(move |next, req| receive_body(next, req, limits.body_timeout))
+        .around(move |next, req| admit(next, req, in_flight.clone(), request_timeout))
+        .around(move |next, req| receive_body(next, req, body_timeout))
         .around(log_request)
         .boxed()
 }
@@ -221,10 +229,10 @@ async fn same_origin_is_not_cross_origin<E: Endpoint>(
 }
 
 /// How long a request's body may take to arrive, and the service to answer it.
-#[derive(Debug, Clone, Copy)]
 struct RequestLimits {
     body_timeout: Duration,
     request_timeout: Duration,
+    in_flight: Arc<Semaphore>,
 }
 
 /// Reads the whole body before the rest of the app runs, within
@@ -232,11 +240,10 @@ struct RequestLimits {
 /// after reading just past it) and the body timeout (408). Unlike poem's
 /// `SizeLimit`, a request without a body needs no length.
 ///
-/// It sits outside everything but the request log, and the rest of the app's
-/// future (kilobytes of nested middleware state) is allocated only once the
-/// body is in: a client that is slow to send costs this layer, not the stack.
-/// A failure is left on the request for [`limit_request`] to raise inside the
-/// CORS and problem layers, so that it gets the same response as any error.
+/// It sits outside everything but the request log, so a client that is slow
+/// to send costs this layer, not the stack (see [`admit`]). A failure is left
+/// on the request for [`limit_request`] to raise inside the CORS and problem
+/// layers, so that it gets the same response as any error.
 async fn receive_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
@@ -253,7 +260,45 @@ async fn receive_body<E: Endpoint>(
             req.extensions_mut().insert(unread);
         }
     }
-    Box::pin(next.call(req)).await
+    next.call(req).await
+}
+
+/// When a request must be answered by, or get 503: `REQUEST_TIMEOUT` after
+/// its body arrived.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+/// Lets at most `MAX_REQUESTS_IN_FLIGHT` requests into the app at once, in
+/// arrival order; the request deadline starts here, so waiting counts.
+///
+/// Only an admitted request allocates the rest of the app's future: the
+/// nested middleware, the handler and its database query hold tens of
+/// kilobytes while they wait for a pooled connection. Without this bound a
+/// thousand clients meant a thousand such futures queued in the pool
+/// (over 60 KB each); now they queue here at the cost of a permit.
+async fn admit<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    in_flight: Arc<Semaphore>,
+    request_timeout: Duration,
+) -> poem::Result<E::Output> {
+    let deadline = Deadline {
+        at: Instant::now() + request_timeout,
+        timeout: request_timeout,
+    };
+    // The semaphore is never closed; a timed-out wait is raised as 503 by
+    // `limit_request`, inside the CORS and problem layers.
+    let permit = tokio::time::timeout_at(deadline.at.into(), in_flight.acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    req.extensions_mut().insert(deadline);
+    let response = Box::pin(next.call(req)).await;
+    drop(permit);
+    response
 }
 
 /// Why a request's body was not read.
@@ -311,19 +356,19 @@ async fn collect_body(body: poem::Body) -> Result<bytes::Bytes, UnreadBody> {
     Ok(data.freeze())
 }
 
-/// Raises what [`receive_body`] could not read, then gives the handler the
-/// request deadline (503).
-async fn limit_request<E: Endpoint>(
-    next: Arc<E>,
-    req: Request,
-    request_timeout: Duration,
-) -> poem::Result<E::Output> {
+/// Raises what [`receive_body`] could not read, then holds the handler to the
+/// deadline [`admit`] set (503).
+async fn limit_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<E::Output> {
     if let Some(unread) = req.extensions().get::<UnreadBody>() {
         return Err(ApiError::from(unread.clone()).into());
     }
-    tokio::time::timeout(request_timeout, next.call(req))
+    let deadline = *req
+        .extensions()
+        .get::<Deadline>()
+        .expect("admit runs before limit_request");
+    tokio::time::timeout_at(deadline.at.into(), next.call(req))
         .await
-        .map_err(|_| ApiError::DeadlineExceeded(request_timeout))?
+        .map_err(|_| ApiError::DeadlineExceeded(deadline.timeout))?
 }
 
 /// One log line per request, with the request id (the client's

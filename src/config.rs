@@ -98,6 +98,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Requests worked on at once once their body has arrived; more wait
+    /// their turn (FIFO, within `REQUEST_TIMEOUT`). A waiting request costs
+    /// its connection and head only, not the kilobytes of handler and database
+    /// futures a running one holds, so memory stays flat under load.
+    #[arg(long, env = "MAX_REQUESTS_IN_FLIGHT", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_requests_in_flight: u32,
+
     /// Comma-separated browser origins allowed to call the API.
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000",
           value_delimiter = ',', value_parser = parse_origin)]
@@ -140,6 +148,7 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_requests_in_flight: 32,
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             cors_origins: vec!["http://localhost:3000".into()],

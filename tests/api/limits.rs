@@ -400,3 +400,49 @@ async fn a_statement_waiting_past_the_statement_timeout_is_503(
     let stored = app.stored_task(crate::helpers::id_of(&task)).await.unwrap();
     assert_eq!(stored.title, "before the lock");
 }
+
+/// With every in-flight slot taken, the next request waits its turn instead
+/// of running alongside: here the only slot is held by a write stuck on a
+/// lock, and a list sent after it is answered only once the write is done,
+/// so it sees the write's task.
+#[rstest::rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_requests_in_flight_a_request_waits_for_a_slot_then_is_served(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend, |config| {
+        config.max_requests_in_flight = 1;
+        config.database_statement_timeout = Duration::from_secs(20);
+    });
+    let alice = app.user("alice");
+    alice
+        .create(serde_json::json!({"title": "before the lock"}))
+        .await;
+    let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
+
+    let first = alice.post("/tasks", serde_json::json!({"title": "first in"}));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut list = std::pin::pin!(alice.get("/tasks"));
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut list).await;
+        assert!(early.is_err(), "served while the only slot was taken");
+        drop(lock);
+        list.await
+    };
+    let (first, second) = tokio::join!(first, second);
+
+    assert_eq!(
+        first.status,
+        poem::http::StatusCode::CREATED,
+        "{}",
+        first.body
+    );
+    assert_eq!(second.status, poem::http::StatusCode::OK, "{}", second.body);
+    let titles: Vec<_> = second.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["first in", "before the lock"]);
+}
