@@ -9,6 +9,7 @@ mod m20261203_000002_tag_links_restrict_tag_delete;
 mod m20261203_000003_recompute_search_keys;
 mod m20261203_000004_task_counts;
 mod m20261203_000005_list_order_indexes;
+mod m20261203_000006_search_trigram_indexes;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_recompute_search_keys::Migration),
             Box::new(m20261203_000004_task_counts::Migration),
             Box::new(m20261203_000005_list_order_indexes::Migration),
+            Box::new(m20261203_000006_search_trigram_indexes::Migration),
         ]
     }
 }

@@ -11,8 +11,8 @@ use sea_orm::{
     DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType, Order, PaginatorTrait, QueryFilter,
     QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, TransactionTrait,
     sea_query::{
-        Asterisk, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict, Query,
-        SimpleExpr, WindowStatement,
+        Asterisk, BinOper, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict,
+        Query, SimpleExpr, WindowStatement,
     },
 };
 
@@ -213,7 +213,7 @@ pub async fn list(
     user_id: &str,
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
-    let matching = matching(user_id, filter);
+    let matching = matching(db.get_database_backend(), user_id, filter);
     let order = match filter.order {
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
@@ -331,7 +331,7 @@ fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
     SimpleExpr::SubQuery(None, Box::new(names.into()))
 }
 
-fn matching(user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
+fn matching(backend: DbBackend, user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
     use task::Column as C;
     let mut query = task::Entity::find().filter(C::UserId.eq(user_id));
     match filter.status {
@@ -358,11 +358,25 @@ fn matching(user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
     }
     if let Some(text) = &filter.q {
         let pattern = format!("%{}%", escape_like(&search_key(text)));
-        let like = || LikeExpr::new(pattern.clone()).escape('\\');
+        let contains = |column: C| match backend {
+            DbBackend::Postgres => {
+                // Written into the statement, not bound. A bound pattern gets
+                // a generic plan after five runs of the prepared statement,
+                // which cannot tell whether the pattern has trigrams and so
+                // scans all the user's rows. Seeing the pattern, the planner
+                // takes the trigram indexes when it has trigrams and the
+                // user's rows when it has none (for which a trigram scan
+                // would read the whole index). sea-query writes it as an
+                // escaped string literal; backslash is PostgreSQL's default
+                // LIKE escape.
+                Expr::col(column).binary(BinOper::Like, Expr::Constant(pattern.clone().into()))
+            }
+            _ => column.like(LikeExpr::new(pattern.clone()).escape('\\')),
+        };
         query = query.filter(
             Condition::any()
-                .add(C::TitleSearch.like(like()))
-                .add(C::DescriptionSearch.like(like())),
+                .add(contains(C::TitleSearch))
+                .add(contains(C::DescriptionSearch)),
         );
     }
     if let Some(before) = filter.due_before {
