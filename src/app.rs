@@ -366,6 +366,11 @@ async fn limit_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
         .extensions()
         .get::<Deadline>()
         .expect("admit runs before limit_request");
+    // Spent waiting for a slot: the handler must not start at all (a
+    // timeout polls its future once before looking at the clock).
+    if Instant::now() >= deadline.at {
+        return Err(ApiError::DeadlineExceeded(deadline.timeout).into());
+    }
     tokio::time::timeout_at(deadline.at.into(), next.call(req))
         .await
         .map_err(|_| ApiError::DeadlineExceeded(deadline.timeout))?
