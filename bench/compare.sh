@@ -76,7 +76,7 @@ summarise() {
 forget_creates() {
     local sql="DELETE FROM tasks WHERE title = 'bench create'"
     if [[ $DATABASE == postgres ]]; then
-        psql -q "$DATABASE_URL" -c "$sql" -c "VACUUM ANALYZE tasks, task_counts, task_tags, tags"
+        psql -q "$DATABASE_URL" -c "$sql" -c "VACUUM ANALYZE"
     else
         python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()" \
             "$work/bench.db" "$sql"
@@ -125,6 +125,7 @@ for bin in $BINARIES; do
         done
         forget_creates
     done
+    echo "$label: peak memory $(grep VmHWM /proc/$server/status | awk '{print $2 / 1024}') MB (connections)"
     if ((BIG_TASKS > 0)); then
         big_token=$($bin token --sub big --ttl 2h)
         curl -fs -o /dev/null -H "Authorization: Bearer $big_token" "http://127.0.0.1:$PORT/api/big/tasks"
@@ -138,7 +139,7 @@ for bin in $BINARIES; do
             printf '%-12s %-28s %12s %12s %6s×\n' "$label" "?${query:-(default)}" "$small" "$big" "$ratio"
         done
     fi
-    echo "$label: peak memory $(grep VmHWM /proc/$server/status | awk '{print $2 / 1024}') MB"
+    echo "$label: peak memory $(grep VmHWM /proc/$server/status | awk '{print $2 / 1024}') MB (with the large user)"
     if [[ $DATABASE == postgres ]]; then
         for conns in $CONNECTIONS; do
             # pgbench opens one backend per client: at most what the server
