@@ -335,8 +335,8 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     };
-    // Back to before the search-key migration: it and the three after it.
-    migrate(&["down", "-n", "4"]);
+    // Back to before the search-key migration: it and the four after it.
+    migrate(&["down", "-n", "5"]);
     let stored = app.stored_task(id).await.unwrap();
     assert_eq!(
         (
