@@ -132,6 +132,7 @@ for bin in $BINARIES; do
         python3 bench/insert_tasks.py "$DATABASE_URL" big "$BIG_TASKS"
         printf '%-12s %-28s %12s %12s %7s\n' "$label" "p50, 10 conns" "$TASKS tasks" "$BIG_TASKS tasks" ratio
         for query in "" sort=title "sort=priority&order=asc" sort=updated_at "sort=due_date&order=asc" \
+            "sort=due_date&order=desc" \
             status=pending status=completed "status=pending&sort=title" q=4242 q=t5 q=generated; do
             small=$(p50 "$token" "http://127.0.0.1:$PORT/api/bench/tasks?$query")
             big=$(p50 "$big_token" "http://127.0.0.1:$PORT/api/big/tasks?$query")
