@@ -3,7 +3,7 @@
 
 use poem::http::StatusCode;
 use rstest::rstest;
-use sea_orm::{ConnectionTrait, Database, EntityTrait, sqlx::Connection};
+use sea_orm::{ConnectionTrait, Database, sqlx::Connection};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, send};
@@ -154,14 +154,7 @@ async fn sqlite_write_lock_is_503_for_writers_and_recovers() {
         .unwrap();
 
     alice.create(json!({"title": "after"})).await;
-    let titles: Vec<_> = entity::task::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.title)
-        .collect();
-    assert_eq!(titles, ["before", "after"]);
+    assert_eq!(app.stored_titles().await, ["before", "after"]);
 }
 
 /// SQLite reads have their own connections: a list is answered while a
@@ -192,14 +185,7 @@ async fn sqlite_reads_are_served_while_a_write_waits_for_the_lock() {
     assert_eq!(read.body["total"], 1);
     assert_eq!(read.body["items"][0]["title"], "before");
     assert_eq!(write.status, StatusCode::CREATED, "{}", write.body);
-    let titles: Vec<_> = entity::task::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.title)
-        .collect();
-    assert_eq!(titles, ["before", "waited for the lock"]);
+    assert_eq!(app.stored_titles().await, ["before", "waited for the lock"]);
 }
 
 /// Neon-style URLs carry `sslmode=require`: the service must connect over

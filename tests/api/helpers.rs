@@ -134,6 +134,19 @@ impl TestApp {
 
     /// The task's row as stored, read with the test's own connection; `None`
     /// when it does not exist.
+    /// The titles of every stored task, of all users, oldest first.
+    pub async fn stored_titles(&self) -> Vec<String> {
+        use sea_orm::{EntityTrait, QueryOrder};
+        entity::task::Entity::find()
+            .order_by_asc(entity::task::Column::Id)
+            .all(&self.db)
+            .await
+            .expect("read task rows")
+            .into_iter()
+            .map(|task| task.title)
+            .collect()
+    }
+
     pub async fn stored_task(&self, id: i64) -> Option<entity::task::Model> {
         use sea_orm::EntityTrait;
         entity::task::Entity::find_by_id(id)
