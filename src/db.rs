@@ -68,10 +68,8 @@ pub async fn connect(config: &Config) -> Result<Pools, DbErr> {
 /// size: a SQLite connection is a thread and its own page cache.
 fn sqlite_readers(config: &Config) -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    u32::try_from(cores * 2)
-        .unwrap_or(u32::MAX)
-        .min(config.database_max_connections)
-        .max(1)
+    let per_core = u32::try_from(cores * 2).unwrap_or(u32::MAX);
+    per_core.min(config.database_max_connections)
 }
 
 async fn open(

@@ -213,7 +213,8 @@ pub async fn list(
     user_id: &str,
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
-    let matching = matching(db.get_database_backend(), user_id, filter);
+    let backend = db.get_database_backend();
+    let matching = matching(backend, user_id, filter);
     let order = match filter.order {
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
@@ -234,7 +235,7 @@ pub async fn list(
         .limit(filter.limit)
         .offset(filter.offset);
     let statement = QuerySelect::query(&mut page);
-    statement.expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES);
+    statement.expr_as(tag_names_of_row(backend), TAG_NAMES);
     if filter.is_status_only() {
         let counted = counted(user_id, filter.status).into_query();
         statement.expr_as(SimpleExpr::SubQuery(None, Box::new(counted.into())), TOTAL);
