@@ -7,8 +7,8 @@ mod query;
 pub use entity::task::search_key;
 pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
 pub use query::{
-    TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats, sweep_orphan_tags,
-    tag_counts, toggle, update,
+    SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats,
+    sweep_orphan_tags, tag_counts, toggle, update,
 };
 
 use poem_openapi::Enum;

@@ -11,8 +11,8 @@ use sea_orm::{
     DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType, Order, PaginatorTrait, QueryFilter,
     QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, TransactionTrait,
     sea_query::{
-        Asterisk, BinOper, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering, OnConflict,
-        Query, SimpleExpr, WindowStatement,
+        Alias, Asterisk, BinOper, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering,
+        OnConflict, Query, SelectStatement, SimpleExpr, WindowStatement,
     },
 };
 
@@ -203,18 +203,21 @@ pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Res
     Ok(())
 }
 
-/// One page of tasks and the number of tasks matching the filter, in one
-/// statement: each row carries its tags and the total, which is the user's
-/// task count (kept by the database) when the filter is by status at most,
-/// and otherwise the window count of all matching rows. Only a page past the
-/// end (no row to carry the total) costs a second statement.
+/// One page of tasks and the number of tasks matching the filter. Each row
+/// carries its tags; where the total is the user's task count (kept by the
+/// database: a filter by status at most) it rides along too, and on
+/// PostgreSQL so does the window count of any other filter, so such a list
+/// is one statement. A page past the end has no row to carry it, and a
+/// SQLite window count is not worth its cost (below): then a second
+/// statement counts, unless the page itself shows where the list ends.
 pub async fn list(
     db: &DatabaseConnection,
     user_id: &str,
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
     let backend = db.get_database_backend();
-    let matching = matching(backend, user_id, filter);
+    let search_index = uses_search_index(db, backend, filter).await?;
+    let matching = matching(backend, user_id, filter, search_index);
     let order = match filter.order {
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
@@ -236,30 +239,81 @@ pub async fn list(
         .offset(filter.offset);
     let statement = QuerySelect::query(&mut page);
     statement.expr_as(tag_names_of_row(backend), TAG_NAMES);
-    if filter.is_status_only() {
+    let total_in_rows = if filter.is_status_only() {
         let counted = counted(user_id, filter.status).into_query();
         statement.expr_as(SimpleExpr::SubQuery(None, Box::new(counted.into())), TOTAL);
-    } else {
+        true
+    } else if backend == DbBackend::Postgres {
         statement.expr_window_as(
             Func::count(Expr::col(Asterisk)),
             WindowStatement::new(),
             TOTAL,
         );
-    }
+        true
+    } else {
+        // SQLite computes a window count before the LIMIT, with every column
+        // of every matching row (the tags subquery included), and sorts them
+        // all: a search matching 100 000 tasks took several times as long
+        // as a page that stops at `limit` rows plus a plain count. In
+        // process, a second statement costs no round trip.
+        false
+    };
     let rows = page.into_model::<TaskRow>().all(db).await?;
+    let listed = u64::try_from(rows.len()).unwrap_or(u64::MAX);
     let total = match rows.first() {
-        Some(row) => u64::try_from(row.total).unwrap_or_default(),
+        Some(row) if total_in_rows => u64::try_from(row.total).unwrap_or_default(),
+        // A short page is the last one.
+        Some(_) if listed < filter.limit => filter.offset + listed,
         None if filter.offset == 0 => 0,
-        None if filter.is_status_only() => counted(user_id, filter.status)
+        _ if filter.is_status_only() => counted(user_id, filter.status)
             .into_tuple::<Option<i64>>()
             .one(db)
             .await?
             .flatten()
             .map_or(0, |total| u64::try_from(total).unwrap_or_default()),
-        None => matching.count(db).await?,
+        _ => matching.count(db).await?,
     };
     Ok((rows.into_iter().map(|row| row.task).collect(), total))
 }
+
+/// Whether a `q` search reads SQLite's trigram index (see its migration)
+/// instead of the user's rows: when the text is rare. The index holds every
+/// user's tasks, so a search through it costs the text's matches among all
+/// users, and its page must sort them all; reading the user's rows costs
+/// their number, but a page of a common text stops after `limit` of them.
+/// So the index is asked first whether the text has more than
+/// [`SEARCH_INDEX_MAX_MATCHES`] matches in all, which costs at most that
+/// many; a text shorter than three characters has no trigram to look up.
+async fn uses_search_index(
+    db: &DatabaseConnection,
+    backend: DbBackend,
+    filter: &TaskFilter,
+) -> Result<bool, DbErr> {
+    let Some(text) = &filter.q else {
+        return Ok(false);
+    };
+    let key = search_key(text);
+    if backend != DbBackend::Sqlite || key.chars().count() < 3 {
+        return Ok(false);
+    }
+    let first_matches = indexed_matches(&key)
+        .limit(SEARCH_INDEX_MAX_MATCHES + 1)
+        .to_owned();
+    let probe = Query::select()
+        .expr(Func::count(Expr::col(Asterisk)))
+        .from_subquery(first_matches, Alias::new("first_matches"))
+        .to_owned();
+    let matches: i64 = match db.query_one(&probe).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(matches).unwrap_or_default() <= SEARCH_INDEX_MAX_MATCHES)
+}
+
+/// A text with at most this many matches among all users' tasks is searched
+/// through SQLite's trigram index; a page of it then costs about a
+/// millisecond at most.
+pub const SEARCH_INDEX_MAX_MATCHES: u64 = 1_000;
 
 /// The user's number of tasks with the status: the sum over their count
 /// rows, as a bigint (PostgreSQL sums bigints as numeric); NULL for a user
@@ -332,7 +386,14 @@ fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
     SimpleExpr::SubQuery(None, Box::new(names.into()))
 }
 
-fn matching(backend: DbBackend, user_id: &str, filter: &TaskFilter) -> Select<task::Entity> {
+/// The user's tasks that pass the filter; with `search_index` (SQLite), a
+/// `q` search is narrowed by the trigram index first.
+fn matching(
+    backend: DbBackend,
+    user_id: &str,
+    filter: &TaskFilter,
+    search_index: bool,
+) -> Select<task::Entity> {
     use task::Column as C;
     let mut query = task::Entity::find().filter(C::UserId.eq(user_id));
     match filter.status {
@@ -358,7 +419,8 @@ fn matching(backend: DbBackend, user_id: &str, filter: &TaskFilter) -> Select<ta
         query = query.filter(C::Id.in_subquery(tagged));
     }
     if let Some(text) = &filter.q {
-        let pattern = format!("%{}%", escape_like(&search_key(text)));
+        let key = search_key(text);
+        let pattern = format!("%{}%", escape_like(&key));
         let contains = |column: C| match backend {
             DbBackend::Postgres => {
                 // Written into the statement, not bound. A bound pattern gets
@@ -379,6 +441,9 @@ fn matching(backend: DbBackend, user_id: &str, filter: &TaskFilter) -> Select<ta
                 .add(contains(C::TitleSearch))
                 .add(contains(C::DescriptionSearch)),
         );
+        if search_index {
+            query = query.filter(C::Id.in_subquery(indexed_matches(&key)));
+        }
     }
     if let Some(before) = filter.due_before {
         query = query.filter(C::DueDate.lt(before));
@@ -388,6 +453,23 @@ fn matching(backend: DbBackend, user_id: &str, filter: &TaskFilter) -> Select<ta
     }
     query
 }
+
+/// On SQLite, the ids of all users' tasks whose search keys contain `key`
+/// (at least three characters: one trigram), from the FTS5 trigram index.
+/// A phrase of the key's trigrams matches exactly where the key is a
+/// substring; the `LIKE` beside it keeps the result exact regardless.
+fn indexed_matches(key: &str) -> SelectStatement {
+    let phrase = format!("\"{}\"", key.replace('"', "\"\""));
+    Query::select()
+        .expr(Expr::col(Alias::new("rowid")))
+        .from(Alias::new(SEARCH_INDEX))
+        // The table's own name as a column: the match covers both keys.
+        .and_where(Expr::col(Alias::new(SEARCH_INDEX)).binary(BinOper::Custom("MATCH"), phrase))
+        .to_owned()
+}
+
+/// The FTS5 table over the search keys (SQLite only; see its migration).
+const SEARCH_INDEX: &str = "task_search";
 
 /// Makes `%`, `_` and `\` in user input match themselves.
 fn escape_like(text: &str) -> String {

@@ -132,8 +132,6 @@ impl TestApp {
         }
     }
 
-    /// The task's row as stored, read with the test's own connection; `None`
-    /// when it does not exist.
     /// The titles of every stored task, of all users, oldest first.
     pub async fn stored_titles(&self) -> Vec<String> {
         use sea_orm::{EntityTrait, QueryOrder};
@@ -147,12 +145,41 @@ impl TestApp {
             .collect()
     }
 
+    /// The task's row as stored, read with the test's own connection; `None`
+    /// when it does not exist.
     pub async fn stored_task(&self, id: i64) -> Option<entity::task::Model> {
         use sea_orm::EntityTrait;
         entity::task::Entity::find_by_id(id)
             .one(&self.db)
             .await
             .expect("read task row")
+    }
+
+    /// Inserts `count` pending tasks titled `filler {n}`, with the given
+    /// (lower-case) description, for the user straight into the database, as
+    /// an import would; the user must exist (any request of theirs creates
+    /// them).
+    pub async fn insert_filler_tasks(&self, user_id: &str, count: u64, description: &str) {
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        let now = chrono::Utc::now();
+        let rows = (0..count).map(|n| entity::task::ActiveModel {
+            user_id: Set(user_id.into()),
+            title: Set(format!("filler {n}")),
+            title_search: Set(format!("filler {n}")),
+            description: Set(Some(description.into())),
+            description_search: Set(Some(description.into())),
+            completed: Set(false),
+            priority: Set(entity::Priority::Medium),
+            due_date: Set(None),
+            completed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+        entity::task::Entity::insert_many(rows)
+            .exec_without_returning(&self.db)
+            .await
+            .expect("insert filler tasks");
     }
 
     /// Name of the PostgreSQL database, for tests that take it away.

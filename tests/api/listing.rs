@@ -17,6 +17,7 @@ fn enc(value: &str) -> String {
 
 /// `GET /tasks?{query}`, asserting a 200; returns the page.
 async fn page(user: &User<'_>, query: &str) -> Value {
+    assert!(!query.starts_with('?'), "`{query}`: the `?` is added here");
     let reply = user.get(&format!("/tasks?{query}")).await;
     assert_eq!(
         reply.status,
@@ -335,8 +336,8 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     };
-    // Back to before the search-key migration: it and the four after it.
-    migrate(&["down", "-n", "5"]);
+    // Back to before the search-key migration: it and the five after it.
+    migrate(&["down", "-n", "6"]);
     let stored = app.stored_task(id).await.unwrap();
     assert_eq!(
         (
@@ -356,6 +357,13 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(
         ("οδοσ", Some("finance"))
     );
     assert_eq!(listed(&alice, "q=%CF%83").await, (vec![id], 1));
+    // Long enough for SQLite's trigram index, built on the way up from the
+    // existing task's keys.
+    assert_eq!(
+        listed(&alice, &format!("q={}", enc("ΟΔΟΣ"))).await,
+        (vec![id], 1)
+    );
+    assert_eq!(listed(&alice, "q=FINANCE").await, (vec![id], 1));
     // The task counts, created on the way up, counted the existing task.
     assert_eq!(listed(&alice, "").await, (vec![id], 1));
     assert_eq!(listed(&alice, "status=pending").await, (vec![id], 1));
@@ -463,6 +471,57 @@ async fn q_with_quotes_and_control_characters_finds_exactly_that_text(
         (vec![ids[0], ids[6]], 2)
     );
     assert_eq!(alice.all_tasks().await.len(), titles.len());
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_search_follows_edits_and_deletes_and_stays_within_the_user(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    // Another user's tasks holding the searched words: with more than this
+    // many, SQLite searches the user's rows instead of its trigram index.
+    #[values(0, todo_api::tasks::SEARCH_INDEX_MAX_MATCHES + 1)] others: u64,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    let carol = app.user("carol");
+    let report = json!({"title": "Quarterly report", "description": "draft for the board"});
+    let id = id_of(&alice.create(report.clone()).await);
+    let bobs = id_of(&bob.create(report).await);
+    assert_eq!(carol.get("/tasks").await.status, StatusCode::OK);
+    app.insert_filler_tasks(
+        "carol",
+        others,
+        "quarterly report, annual summary for the board",
+    )
+    .await;
+    assert_eq!(found(&carol, "summary").await.1, others);
+    async fn found(user: &User<'_>, text: &str) -> (Vec<i64>, u64) {
+        listed(user, &format!("q={}", enc(text))).await
+    }
+    assert_eq!(found(&alice, "report").await, (vec![id], 1));
+    assert_eq!(found(&alice, "BOARD").await, (vec![id], 1));
+
+    let renamed = alice
+        .patch(&format!("/tasks/{id}"), json!({"title": "Annual summary"}))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(found(&alice, "report").await, (vec![], 0));
+    assert_eq!(found(&alice, "summary").await, (vec![id], 1));
+    assert_eq!(found(&alice, "board").await, (vec![id], 1));
+
+    let cleared = alice
+        .patch(&format!("/tasks/{id}"), json!({"description": null}))
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    assert_eq!(found(&alice, "board").await, (vec![], 0));
+
+    let deleted = alice.delete(&format!("/tasks/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert_eq!(found(&alice, "summary").await, (vec![], 0));
+    // Bob's copy was never touched and is found by its original text.
+    assert_eq!(found(&bob, "report").await, (vec![bobs], 1));
+    assert_eq!(found(&bob, "board").await, (vec![bobs], 1));
 }
 
 #[rstest]
@@ -1100,7 +1159,7 @@ async fn empty_tag_and_q_filter_nothing(
             .await,
     );
 
-    for query in ["?tag=", "?q=", "?tag=&q=", "?tag=%20%20"] {
+    for query in ["tag=", "q=", "tag=&q=", "tag=%20%20"] {
         let (ids, total) = listed(&alice, query).await;
         assert_eq!(ids, [tagged, untagged], "{query}");
         assert_eq!(total, 2, "{query}");
@@ -1127,6 +1186,7 @@ async fn queries_for_one_page(user: &User<'_>, query: &str) -> usize {
     let subscriber = tracing_subscriber::registry().with(counter.clone());
     let body = page(user, query).with_subscriber(subscriber).await;
     assert!(body["items"].is_array());
+
     counter.0.load(std::sync::atomic::Ordering::SeqCst)
 }
 
@@ -1142,19 +1202,32 @@ async fn a_page_is_one_statement_whatever_its_size(
         .await;
     page(&alice, "").await;
 
-    let one_task = queries_for_one_page(&alice, "?limit=100").await;
+    let one_task = queries_for_one_page(&alice, "limit=100").await;
     for n in 0..99 {
         alice
             .create(json!({"title": format!("task {n}"), "tags": ["a", format!("t{n}")]}))
             .await;
     }
-    let hundred_tasks = queries_for_one_page(&alice, "?limit=100").await;
-    let filtered = queries_for_one_page(&alice, "?limit=100&tag=a&q=task&sort=priority").await;
+    let hundred_tasks = queries_for_one_page(&alice, "limit=100").await;
+    let filtered = queries_for_one_page(&alice, "limit=100&tag=t5&sort=priority").await;
+    let filtered_full_page = queries_for_one_page(&alice, "limit=10&tag=a&sort=priority").await;
+    let searched = queries_for_one_page(&alice, "limit=100&tag=a&q=task").await;
 
     assert!(one_task > 0, "the counter sees the app's queries");
     assert_eq!(hundred_tasks, one_task, "no query per task or per tag");
-    assert_eq!(filtered, one_task);
     assert_eq!(one_task, 1, "page, tags and total in one statement");
+    // A page shorter than the limit is the last one: it tells the total.
+    assert_eq!(filtered, 1);
+    if backend == Backend::Postgres {
+        assert_eq!(filtered_full_page, 1, "page and window count");
+        assert_eq!(searched, 1);
+    } else {
+        // SQLite counts with a second statement (no round trip in process)
+        // rather than a window count, and asks its trigram index how common
+        // the text is to choose how to search.
+        assert_eq!(filtered_full_page, 2, "page, then count");
+        assert_eq!(searched, 2, "matches in the trigram index, then page");
+    }
 }
 
 /// The totals of lists filtered by status at most come from per-user counts
