@@ -528,11 +528,11 @@ async fn link_tags(
     if names.is_empty() {
         return Ok(());
     }
-    // The tag rows are share-locked until commit, so the orphan sweep (which
-    // skips locked rows) cannot delete one between here and the link. A tag
-    // the sweep deleted just before it was locked is missing from the
-    // select; it is inserted again.
-    let mut tag_ids: Vec<i64> = Vec::new();
+    // The tags are linked straight from the select that share-locks them
+    // until commit, so the orphan sweep (which skips locked rows) cannot
+    // delete one between here and the link. A tag the sweep deleted just
+    // before it was locked is not linked; it is inserted again.
+    let mut linked = 0;
     for _ in 0..3 {
         tag::Entity::insert_many(names.iter().map(|name| tag::ActiveModel {
             user_id: Set(user_id.to_owned()),
@@ -546,25 +546,30 @@ async fn link_tags(
         )
         .exec_without_returning(txn)
         .await?;
-        tag_ids = tag::Entity::find()
-            .select_only()
+        let tags = Query::select()
+            .expr(Expr::val(task_id))
             .column(tag::Column::Id)
-            .filter(tag::Column::UserId.eq(user_id))
-            .filter(tag::Column::Name.is_in(names.iter().map(String::as_str)))
+            .from(tag::Entity)
+            .and_where(tag::Column::UserId.eq(user_id))
+            .and_where(tag::Column::Name.is_in(names.iter().map(String::as_str)))
             .lock_shared()
-            .into_tuple()
-            .all(txn)
-            .await?;
-        if tag_ids.len() == names.len() {
+            .to_owned();
+        let link = Query::insert()
+            .into_table(task_tag::Entity)
+            .columns([task_tag::Column::TaskId, task_tag::Column::TagId])
+            .select_from(tags)
+            .map_err(|err| DbErr::Custom(err.to_string()))?
+            .on_conflict(
+                OnConflict::columns([task_tag::Column::TaskId, task_tag::Column::TagId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        linked += txn.execute(&link).await?.rows_affected();
+        if linked >= names.len() as u64 {
             break;
         }
     }
-    task_tag::Entity::insert_many(tag_ids.into_iter().map(|tag_id| task_tag::ActiveModel {
-        task_id: Set(task_id),
-        tag_id: Set(tag_id),
-    }))
-    .exec_without_returning(txn)
-    .await?;
     Ok(())
 }
 
