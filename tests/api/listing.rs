@@ -526,6 +526,35 @@ async fn a_search_follows_edits_and_deletes_and_stays_within_the_user(
 
 #[rstest]
 #[tokio::test]
+async fn a_search_total_is_exact_on_every_page_and_past_the_end(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let ids = alice
+        .create_titled(&["alpha 1", "alpha 2", "beta", "alpha 3"])
+        .await;
+    let alphas = [ids[0], ids[1], ids[3]];
+    let asc = "q=alpha&sort=created_at&order=asc";
+    for (query, expected) in [
+        ("limit=3", &alphas[..]),
+        ("limit=4", &alphas[..]),
+        ("limit=2", &alphas[..2]),
+        ("limit=2&offset=2", &alphas[2..]),
+        ("limit=1&offset=2", &alphas[2..]),
+        ("limit=2&offset=3", &[]),
+        ("limit=2&offset=50", &[]),
+    ] {
+        assert_eq!(
+            listed(&alice, &format!("{asc}&{query}")).await,
+            (expected.to_vec(), 3),
+            "{query}"
+        );
+    }
+}
+
+#[rstest]
+#[tokio::test]
 async fn due_before_is_strict_due_after_is_inclusive_and_both_skip_undated_tasks(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
@@ -1212,6 +1241,8 @@ async fn a_page_is_one_statement_whatever_its_size(
     let filtered = queries_for_one_page(&alice, "limit=100&tag=t5&sort=priority").await;
     let filtered_full_page = queries_for_one_page(&alice, "limit=10&tag=a&sort=priority").await;
     let searched = queries_for_one_page(&alice, "limit=100&tag=a&q=task").await;
+    // The 99 matches fill the page exactly: it is still the last one.
+    let searched_exactly = queries_for_one_page(&alice, "limit=99&tag=a&q=task").await;
 
     assert!(one_task > 0, "the counter sees the app's queries");
     assert_eq!(hundred_tasks, one_task, "no query per task or per tag");
@@ -1220,13 +1251,15 @@ async fn a_page_is_one_statement_whatever_its_size(
     assert_eq!(filtered, 1);
     if backend == Backend::Postgres {
         assert_eq!(filtered_full_page, 1, "page and window count");
-        assert_eq!(searched, 1);
+        assert_eq!(searched, 1, "a short page tells the total");
+        assert_eq!(searched_exactly, 1);
     } else {
         // SQLite counts with a second statement (no round trip in process)
         // rather than a window count, and asks its trigram index how common
         // the text is to choose how to search.
         assert_eq!(filtered_full_page, 2, "page, then count");
         assert_eq!(searched, 2, "matches in the trigram index, then page");
+        assert_eq!(searched_exactly, 2);
     }
 }
 
