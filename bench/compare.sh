@@ -2,7 +2,7 @@
 # Throughput and tail latency of list, get and create at several connection
 # counts, for one or more builds side by side, on SQLite or PostgreSQL; the
 # server's peak memory; and on PostgreSQL, pgbench running the statements
-# that answer a list and a get (bench/pgbench/*.sql, prepared, same
+# that answer a list, a get and a create (bench/pgbench/*.sql, prepared, same
 # concurrency, same data) as the ceiling each endpoint is measured against.
 #
 #   bench/compare.sh                                   # this build, SQLite
@@ -151,6 +151,7 @@ for bin in $BINARIES; do
                     -D user=bench -D task="$task" -f "$script" "$DATABASE_URL" 2>/dev/null |
                     awk '/^tps/ {print $3}')
                 printf '%-12s %-28s %6s %9.0f\n' pgbench "$(basename "$script" .sql)" "$clients" "${tps:-0}"
+                [[ $script == */create.sql ]] && forget_creates
             done
         done
     fi
