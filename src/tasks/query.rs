@@ -217,8 +217,8 @@ pub async fn list(
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
     let backend = db.get_database_backend();
-    let search_index = uses_search_index(db, backend, filter).await?;
-    let matching = matching(backend, user_id, filter, search_index);
+    let search = text_search(db, backend, filter).await?;
+    let matching = matching(backend, user_id, filter, search.as_ref());
     let order = match filter.order {
         SortOrder::Asc => Order::Asc,
         SortOrder::Desc => Order::Desc,
@@ -285,27 +285,37 @@ pub async fn list(
     Ok((rows.into_iter().map(|row| row.task).collect(), total))
 }
 
-/// Whether a `q` search reads SQLite's trigram index (see its migration)
-/// instead of the user's rows: when the text is rare. The index holds every
-/// user's tasks, so a search through it costs the text's matches among all
-/// users, and its page must sort them all; reading the user's rows costs
-/// their number, but a page of a common text stops after `limit` of them.
-/// So the index is asked first whether the text has more than
-/// [`SEARCH_INDEX_MAX_MATCHES`] matches in all, which costs at most that
-/// many; a text shorter than three characters has no trigram to look up.
-async fn uses_search_index(
+/// A `q` search: the text as the search keys hold it, and whether SQLite's
+/// trigram index narrows it.
+struct TextSearch {
+    key: String,
+    indexed: bool,
+}
+
+async fn text_search(
     db: &DatabaseConnection,
     backend: DbBackend,
     filter: &TaskFilter,
-) -> Result<bool, DbErr> {
+) -> Result<Option<TextSearch>, DbErr> {
     let Some(text) = &filter.q else {
-        return Ok(false);
+        return Ok(None);
     };
     let key = search_key(text);
-    if backend != DbBackend::Sqlite || key.chars().count() < 3 {
-        return Ok(false);
-    }
-    let first_matches = indexed_matches(&key)
+    // A text shorter than three characters has no trigram to look up.
+    let indexed =
+        backend == DbBackend::Sqlite && key.chars().count() >= 3 && is_rare(db, &key).await?;
+    Ok(Some(TextSearch { key, indexed }))
+}
+
+/// Whether SQLite's trigram index (see its migration) should narrow a search
+/// for `key`: when the text is rare. The index holds every user's tasks, so
+/// a search through it costs the text's matches among all users, and its
+/// page must sort them all; reading the user's rows costs their number, but
+/// a page of a common text stops after `limit` of them. So the index is
+/// asked whether the text has more than [`SEARCH_INDEX_MAX_MATCHES`]
+/// matches in all, which costs at most that many.
+async fn is_rare(db: &DatabaseConnection, key: &str) -> Result<bool, DbErr> {
+    let first_matches = indexed_matches(key)
         .limit(SEARCH_INDEX_MAX_MATCHES + 1)
         .to_owned();
     let probe = Query::select()
@@ -395,13 +405,12 @@ fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
     SimpleExpr::SubQuery(None, Box::new(names.into()))
 }
 
-/// The user's tasks that pass the filter; with `search_index` (SQLite), a
-/// `q` search is narrowed by the trigram index first.
+/// The user's tasks that pass the filter, `q` given as its [`TextSearch`].
 fn matching(
     backend: DbBackend,
     user_id: &str,
     filter: &TaskFilter,
-    search_index: bool,
+    search: Option<&TextSearch>,
 ) -> Select<task::Entity> {
     use task::Column as C;
     let mut query = task::Entity::find().filter(C::UserId.eq(user_id));
@@ -427,9 +436,8 @@ fn matching(
             .to_owned();
         query = query.filter(C::Id.in_subquery(tagged));
     }
-    if let Some(text) = &filter.q {
-        let key = search_key(text);
-        let pattern = format!("%{}%", escape_like(&key));
+    if let Some(search) = search {
+        let pattern = format!("%{}%", escape_like(&search.key));
         let contains = |column: C| match backend {
             DbBackend::Postgres => {
                 // Written into the statement, not bound. A bound pattern gets
@@ -450,8 +458,8 @@ fn matching(
                 .add(contains(C::TitleSearch))
                 .add(contains(C::DescriptionSearch)),
         );
-        if search_index {
-            query = query.filter(C::Id.in_subquery(indexed_matches(&key)));
+        if search.indexed {
+            query = query.filter(C::Id.in_subquery(indexed_matches(&search.key)));
         }
     }
     if let Some(before) = filter.due_before {

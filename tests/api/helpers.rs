@@ -156,18 +156,18 @@ impl TestApp {
     }
 
     /// Inserts `count` pending tasks titled `filler {n}`, with the given
-    /// (lower-case) description, for the user straight into the database, as
-    /// an import would; the user must exist (any request of theirs creates
-    /// them).
+    /// description, for the user straight into the database, as an import
+    /// would; the user must exist (any request of theirs creates them).
     pub async fn insert_filler_tasks(&self, user_id: &str, count: u64, description: &str) {
+        use entity::task::search_key;
         use sea_orm::{ActiveValue::Set, EntityTrait};
         let now = chrono::Utc::now();
         let rows = (0..count).map(|n| entity::task::ActiveModel {
             user_id: Set(user_id.into()),
             title: Set(format!("filler {n}")),
-            title_search: Set(format!("filler {n}")),
+            title_search: Set(search_key(&format!("filler {n}"))),
             description: Set(Some(description.into())),
-            description_search: Set(Some(description.into())),
+            description_search: Set(Some(search_key(description))),
             completed: Set(false),
             priority: Set(entity::Priority::Medium),
             due_date: Set(None),
