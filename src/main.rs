@@ -127,6 +127,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         config.better_auth_secret = Some(SecretString::from(secret.clone()));
     }
     let app = build_app(&config).await?;
+    // Startup (migrations, pools, the route table) leaves its freed memory
+    // cached in the main thread's mimalloc heap, which mimalloc only purges
+    // when that thread allocates again, and it mostly waits from here on:
+    // about 7 MB of the idle footprint (anonymous RSS 12 MB -> 4.8 MB).
+    // SAFETY: `mi_collect` takes no pointers; it only frees and returns
+    // unused pages of the allocator this binary runs on.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let address = std::net::SocketAddr::new(config.host, config.port);
     tracing::info!(
         %address,

@@ -20,7 +20,8 @@
 
 use std::sync::LazyLock;
 
-use poem::{Endpoint, endpoint::make_sync, web::Html};
+use bytes::Bytes;
+use poem::{Endpoint, Response, endpoint::make_sync};
 use serde_json::{Map, Value, json};
 
 use super::service;
@@ -58,23 +59,33 @@ pub fn document_json() -> String {
     serde_json::to_string_pretty(&document()).expect("a JSON value serialises")
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json`, rendered once, when first asked for.
 pub fn document_endpoint() -> impl Endpoint {
-    let body = document_json();
-    make_sync(move |_| {
-        poem::Response::builder()
+    static BODY: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(document_json()));
+    make_sync(|_| {
+        Response::builder()
             .content_type("application/json")
-            .body(body.clone())
+            .body(BODY.clone())
     })
 }
 
 /// Swagger UI (poem-openapi's bundled, offline copy) showing the finished document.
+///
+/// The page carries the whole 1.6 MB bundle: it is built when first asked
+/// for (many instances never are), and every response shares that one copy.
 pub fn swagger_ui() -> impl Endpoint {
-    let service = service();
-    let html = service
-        .swagger_ui_html()
-        .replacen(&service.spec(), &document_json(), 1);
-    make_sync(move |_| Html(html.clone()))
+    static PAGE: LazyLock<Bytes> = LazyLock::new(|| {
+        let service = service();
+        let page = service
+            .swagger_ui_html()
+            .replacen(&service.spec(), &document_json(), 1);
+        Bytes::from(page)
+    });
+    make_sync(|_| {
+        Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .body(PAGE.clone())
+    })
 }
 
 /// The methods the API serves at a request path, as an `Allow` header value
