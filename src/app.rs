@@ -21,27 +21,17 @@ use tracing::Instrument;
 
 use crate::{
     api,
+    api::problems::problem_for,
     auth::TokenVerifier,
-    config::Config,
+    config::{Config, MAX_BODY_BYTES},
     db,
-    error::{ApiError, problem_for},
+    error::ApiError,
     server,
+    state::AppState,
     users::KnownUsers,
 };
 
-/// Largest accepted request body (64 KiB); larger ones get 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
 const REQUEST_ID: &str = "x-request-id";
-
-/// What every handler shares, attached to each request as data.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: db::Pools,
-    pub verifier: Arc<TokenVerifier>,
-    pub users: Arc<KnownUsers>,
-    pub write_health: Arc<db::WriteHealth>,
-}
 
 /// The ready-to-serve app and the state inside it.
 pub struct App {

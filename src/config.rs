@@ -11,6 +11,10 @@ use url::Url;
 /// created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://todo.db?mode=rwc";
 
+/// Largest accepted request body (64 KiB); larger ones get 413. Fixed, not
+/// configurable: the published OpenAPI document states it.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// `sqlite://FILE?mode=rwc` or `postgres://USER:PASS@HOST/DB` (add `?sslmode=require` for Neon).

@@ -21,7 +21,10 @@ use sea_orm::{
     },
 };
 
-use crate::{app::MAX_BODY_BYTES, config::Config};
+use crate::{
+    config::{Config, MAX_BODY_BYTES},
+    error::ApiError,
+};
 
 /// How long a pooled connection may sit idle before it is pinged on acquire.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
@@ -243,6 +246,18 @@ fn log_query(info: &sea_orm::metric::Info<'_>) {
         tracing::warn!(elapsed_ms, failed = info.failed, %sql, "slow query");
     } else {
         tracing::trace!(elapsed_ms, failed = info.failed, %sql, "query");
+    }
+}
+
+/// A database error reaches the client as 503 when retrying can help, and
+/// as 500 otherwise.
+impl From<DbErr> for ApiError {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Internal(err.into())
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub mod db;
 pub mod error;
 /// The HTTP/1.1 server loop with its timeouts and connection limits.
 pub mod server;
+/// The state every handler shares.
+pub mod state;
 /// Task rules: validation and queries.
 pub mod tasks;
 /// Tracing setup.

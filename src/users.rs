@@ -10,7 +10,7 @@ use sea_orm::{
     sea_query::{Expr, Func, OnConflict},
 };
 
-use crate::auth::Claims;
+use crate::auth::{Claims, Owner};
 
 /// How many users' last-stored profiles are remembered before the memory is
 /// cleared; an evicted user costs one idempotent upsert on the next request.
@@ -47,9 +47,10 @@ impl Profile {
 }
 
 impl KnownUsers {
-    /// Makes sure the token's user has a row holding its latest email and name.
-    /// Writes only when this process has not yet stored this exact profile.
-    pub async fn ensure(&self, db: &DatabaseConnection, claims: &Claims) -> Result<(), DbErr> {
+    /// Provisions the token's user: makes sure it has a row holding its latest
+    /// email and name. Writes only when this process has not yet stored this
+    /// exact profile.
+    pub async fn provision(&self, db: &DatabaseConnection, claims: &Claims) -> Result<(), DbErr> {
         let profile = Profile::from_claims(claims);
         if self.lock().get(&claims.sub) == Some(&profile) {
             return Ok(());
@@ -101,6 +102,6 @@ async fn upsert(db: &DatabaseConnection, id: &str, profile: &Profile) -> Result<
     Ok(())
 }
 
-pub async fn find(db: &DatabaseConnection, id: &str) -> Result<Option<user::Model>, DbErr> {
-    user::Entity::find_by_id(id.to_owned()).one(db).await
+pub async fn find(db: &DatabaseConnection, owner: &Owner) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find_by_id(owner.id()).one(db).await
 }

@@ -1,8 +1,8 @@
 use poem::web::Data;
 use poem_openapi::{OpenApi, param::Path, payload::Json};
 
-use super::{ApiTags, schema::Me};
-use crate::{app::AppState, auth::BearerAuth, error::ApiError, users};
+use super::{ApiTags, schema::Me, security::BearerAuth};
+use crate::{error::ApiError, state::AppState, users};
 
 pub struct AccountApi;
 

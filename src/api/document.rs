@@ -217,7 +217,10 @@ fn example_problems(operation: &mut Map<String, Value>) {
         .get_mut("responses")
         .and_then(Value::as_object_mut);
     for (status, response) in responses.into_iter().flatten() {
-        let example = status.parse().ok().and_then(crate::error::example_problem);
+        let example = status
+            .parse()
+            .ok()
+            .and_then(super::problems::example_problem);
         if let (Some(example), Some(media)) = (
             example,
             response.pointer_mut("/content/application~1problem+json"),

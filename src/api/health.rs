@@ -2,7 +2,7 @@ use poem::web::Data;
 use poem_openapi::{OpenApi, payload::Json};
 
 use super::{ApiTags, schema::Health};
-use crate::{app::AppState, error::DatabaseUnavailable};
+use crate::{api::problems::DatabaseUnavailable, state::AppState};
 
 pub struct HealthApi;
 

@@ -4,12 +4,14 @@
 mod account;
 pub mod document;
 mod health;
+pub mod problems;
 pub mod schema;
+mod security;
 mod tags;
 mod tasks;
 
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
-pub use tasks::query_rule;
+use tasks::query_rule;
 
 /// Groups of operations in the OpenAPI document and Swagger UI.
 #[derive(Tags)]

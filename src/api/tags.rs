@@ -1,8 +1,8 @@
 use poem::web::Data;
 use poem_openapi::{OpenApi, param::Path, payload::Json};
 
-use super::{ApiTags, schema::TagCount};
-use crate::{app::AppState, auth::BearerAuth, error::ApiError, tasks};
+use super::{ApiTags, schema::TagCount, security::BearerAuth};
+use crate::{error::ApiError, state::AppState, tasks};
 
 pub struct TagsApi;
 

@@ -9,11 +9,11 @@ use poem_openapi::{
 use super::{
     ApiTags,
     schema::{JsonBody, NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
+    security::BearerAuth,
 };
 use crate::{
-    app::AppState,
-    auth::BearerAuth,
     error::ApiError,
+    state::AppState,
     tasks::{
         self, DEFAULT_PAGE_SIZE, Priority, SortField, SortOrder, StatusFilter, TaskChanges,
         TaskDraft, TaskFilter,
@@ -187,7 +187,7 @@ impl TasksApi {
         let task = Task::from(tasks::create(&state.db.writer, &owner, draft).await?);
         let location = format!(
             "/api/{}/tasks/{}",
-            utf8_percent_encode(&owner, PATH_SEGMENT),
+            utf8_percent_encode(owner.id(), PATH_SEGMENT),
             task.id
         );
         Ok(CreatedTask::Created(Json(task), location))

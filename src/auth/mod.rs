@@ -1,4 +1,5 @@
-//! Bearer-token authentication: verifying the JWTs Better Auth issues, and
+//! Bearer-token authentication: verifying the JWTs Better Auth issues,
+//! authorising a verified caller for a user's resources ([`Owner`]), and
 //! minting HS256 development tokens.
 
 mod jwks;
@@ -9,12 +10,10 @@ use std::{
 };
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use poem::Request;
-use poem_openapi::{SecurityScheme, auth::Bearer};
 use serde::{Deserialize, Serialize};
 
 pub use self::jwks::{FetchError, Jwks, KeyLookup};
-use crate::{app::AppState, config::Config, error::ApiError};
+use crate::{config::Config, error::ApiError};
 
 /// Longest accepted `sub`, matching the longest `user_id` path segment.
 pub const MAX_SUBJECT_CHARS: usize = 128;
@@ -222,32 +221,28 @@ fn rejection_reason(kind: &ErrorKind) -> String {
     }
 }
 
-/// A JWT in `Authorization: Bearer <token>` carrying `sub` (the user id) and
-/// `exp`: the token Better Auth's `jwt()` plugin issues (`authClient.token()`,
-/// EdDSA/ES256/RS256/PS256, checked against its JWKS), or an HS256 token signed
-/// with `BETTER_AUTH_SECRET`. For local development, `todo-api token --sub <id>`
-/// mints one.
-#[derive(SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "JWT", checker = "verify_bearer")]
-pub struct BearerAuth(pub Claims);
+/// A user whose resources the current request may touch: the subject of a
+/// verified token that matched the `user_id` of the path.
+///
+/// Only [`authorize`] makes one, so every function that reads or writes a
+/// user's tasks, taking an `&Owner`, can only be reached past the 403 check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner(String);
 
-async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let state = req
-        .data::<AppState>()
-        .expect("AppState is attached to every route by app::build_app");
-    Ok(state.verifier.verify(&bearer.token).await?)
+impl Owner {
+    /// The user id, as stored in `user_id` columns.
+    pub fn id(&self) -> &str {
+        &self.0
+    }
 }
 
-impl BearerAuth {
-    /// The caller's user id once the path's `user_id` is checked against the
-    /// token's subject (403 otherwise) and the user row exists.
-    pub async fn owner(&self, state: &AppState, path_user_id: &str) -> Result<String, ApiError> {
-        if self.0.sub != path_user_id {
-            return Err(ApiError::Forbidden);
-        }
-        state.users.ensure(&state.db.writer, &self.0).await?;
-        Ok(self.0.sub.clone())
+/// The 403 check: a verified token may only reach the resources of the user
+/// it names.
+pub fn authorize(claims: &Claims, path_user_id: &str) -> Result<Owner, ApiError> {
+    if claims.sub != path_user_id {
+        return Err(ApiError::Forbidden);
     }
+    Ok(Owner(claims.sub.clone()))
 }
 
 /// Mints an HS256 token, as the demo login and the tests do.

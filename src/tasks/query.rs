@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use super::{SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key};
-use crate::error::ApiError;
+use crate::{auth::Owner, error::ApiError};
 
 /// A task row with its tag names, sorted.
 #[derive(Debug, Clone)]
@@ -54,9 +54,10 @@ fn owned(user_id: &str, task_id: i64) -> Condition {
 
 pub async fn create(
     db: &DatabaseConnection,
-    user_id: &str,
+    owner: &Owner,
     draft: TaskDraft,
 ) -> Result<TaskWithTags, ApiError> {
+    let user_id = owner.id();
     let now = now();
     let completed = draft.completed.unwrap_or(false);
     let txn = db.begin().await?;
@@ -87,9 +88,10 @@ pub async fn create(
 /// The task and its tags, in one statement.
 pub async fn get(
     db: &DatabaseConnection,
-    user_id: &str,
+    owner: &Owner,
     task_id: i64,
 ) -> Result<TaskWithTags, ApiError> {
+    let user_id = owner.id();
     let backend = db.get_database_backend();
     let mut query = task::Entity::find().filter(owned(user_id, task_id));
     QuerySelect::query(&mut query).expr_as(tag_names_of_row(backend), TAG_NAMES);
@@ -106,10 +108,11 @@ pub async fn get(
 /// not lost.
 pub async fn update(
     db: &DatabaseConnection,
-    user_id: &str,
+    owner: &Owner,
     task_id: i64,
     changes: TaskChanges,
 ) -> Result<TaskWithTags, ApiError> {
+    let user_id = owner.id();
     use task::Column as C;
     let now = now();
     let mut update = task::Entity::update_many()
@@ -171,9 +174,10 @@ pub async fn update(
 /// effect (an even number of them leaves the task as it was).
 pub async fn toggle(
     db: &DatabaseConnection,
-    user_id: &str,
+    owner: &Owner,
     task_id: i64,
 ) -> Result<TaskWithTags, ApiError> {
+    let user_id = owner.id();
     use task::Column as C;
     let now = now();
     let completed_at = Expr::case(Expr::col(C::Completed), Expr::val(None::<DateTime<Utc>>))
@@ -191,7 +195,8 @@ pub async fn toggle(
     Ok(TaskWithTags { task, tags })
 }
 
-pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Result<(), ApiError> {
+pub async fn delete(db: &DatabaseConnection, owner: &Owner, task_id: i64) -> Result<(), ApiError> {
+    let user_id = owner.id();
     // Its task_tags rows go with it (ON DELETE CASCADE).
     let deleted = task::Entity::delete_many()
         .filter(owned(user_id, task_id))
@@ -213,9 +218,10 @@ pub async fn delete(db: &DatabaseConnection, user_id: &str, task_id: i64) -> Res
 /// list ends.
 pub async fn list(
     db: &DatabaseConnection,
-    user_id: &str,
+    owner: &Owner,
     filter: &TaskFilter,
 ) -> Result<(Vec<TaskWithTags>, u64), ApiError> {
+    let user_id = owner.id();
     let backend = db.get_database_backend();
     let search = text_search(db, backend, filter).await?;
     let matching = matching(backend, user_id, filter, search.as_ref());
@@ -617,7 +623,8 @@ pub async fn sweep_orphan_tags(db: &DatabaseConnection, limit: u64) -> Result<u6
 }
 
 /// The user's tags that are on at least one task, most used first.
-pub async fn tag_counts(db: &DatabaseConnection, user_id: &str) -> Result<Vec<TagCount>, ApiError> {
+pub async fn tag_counts(db: &DatabaseConnection, owner: &Owner) -> Result<Vec<TagCount>, ApiError> {
+    let user_id = owner.id();
     let count = task_tag::Column::TaskId.count();
     let rows: Vec<(String, i64)> = tag::Entity::find()
         .select_only()
@@ -640,7 +647,8 @@ pub async fn tag_counts(db: &DatabaseConnection, user_id: &str) -> Result<Vec<Ta
 
 /// Counts for a dashboard, in one query. Overdue: not completed and due
 /// before now.
-pub async fn stats(db: &DatabaseConnection, user_id: &str) -> Result<TaskStats, ApiError> {
+pub async fn stats(db: &DatabaseConnection, owner: &Owner) -> Result<TaskStats, ApiError> {
+    let user_id = owner.id();
     use task::Column as C;
     let count_where =
         |condition: Expr| Expr::from(Func::count(Expr::case(condition, Expr::val(1))));

@@ -1,0 +1,16 @@
+//! What every handler shares, attached to each request as data by
+//! [`crate::app::build_app`].
+
+use std::sync::Arc;
+
+use crate::{auth::TokenVerifier, db, users::KnownUsers};
+
+/// The app's shared state: database pools, the token verifier, the users
+/// already provisioned, and whether writes are known to be failing.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: db::Pools,
+    pub verifier: Arc<TokenVerifier>,
+    pub users: Arc<KnownUsers>,
+    pub write_health: Arc<db::WriteHealth>,
+}
