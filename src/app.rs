@@ -395,6 +395,19 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
         latency_ms,
         "request"
     );
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && status != StatusCode::INTERNAL_SERVER_ERROR
+        && operation != "-"
+        && !api::problems::is_declared(operation, status)
+    {
+        tracing::error!(
+            parent: &span,
+            operation,
+            status = status.as_u16(),
+            "answered with an error status the OpenAPI document does not declare for this operation"
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

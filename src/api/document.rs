@@ -24,7 +24,10 @@ use bytes::Bytes;
 use poem::{Endpoint, Response, endpoint::make_sync};
 use serde_json::{Map, Value, json};
 
-use super::service;
+use super::{
+    problems::{self, ErrorStatus},
+    service,
+};
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 
@@ -35,8 +38,8 @@ pub fn document() -> Value {
     for operation in operations(&mut document) {
         plain_json_media_type(operation);
         canonical_header_names(operation);
-        keep_possible_errors(operation);
-        example_problems(operation);
+        declared_errors(operation);
+        declare_public(operation);
     }
     link_created_task(&mut document);
     hoist_all_of_annotations(&mut document);
@@ -176,51 +179,32 @@ fn canonical_header_names(operation: &mut Map<String, Value>) {
     }
 }
 
-/// Drops the error statuses an operation cannot produce: 400, 408 and 413 need a
-/// request body, 422 a body or query parameters, 404 a task id in the path,
-/// and 401/403 a bearer token and a `user_id`.
-fn keep_possible_errors(operation: &mut Map<String, Value>) {
-    let has_body = operation.contains_key("requestBody");
-    let params: Vec<(String, String)> = operation
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap_or_default().to_owned(),
-                p["in"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let has_query = params.iter().any(|(_, place)| place == "query");
-    let has_param = |name: &str| params.iter().any(|(n, _)| n == name);
-    let secured = operation.contains_key("security");
+/// Keeps the error responses the operation declares
+/// ([`problems::declared_errors`]), each with its example problem document.
+/// An operation without a declaration is a bug the document refuses to hide.
+fn declared_errors(operation: &mut Map<String, Value>) {
+    let id = operation["operationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let declared = problems::declared_errors(&id)
+        .unwrap_or_else(|| panic!("operation `{id}` has no entry in DECLARED_ERRORS"));
     let Some(responses) = operation
         .get_mut("responses")
         .and_then(Value::as_object_mut)
     else {
         return;
     };
-    responses.retain(|status, _| match status.as_str() {
-        "400" | "408" | "413" => has_body,
-        "422" => has_body || has_query,
-        "404" => has_param("task_id"),
-        "401" => secured,
-        "403" => secured && has_param("user_id"),
-        _ => true,
+    responses.retain(|status, _| {
+        let error = status.parse().ok().and_then(ErrorStatus::from_code);
+        error.is_none_or(|error| declared.contains(&error))
     });
-}
-
-fn example_problems(operation: &mut Map<String, Value>) {
-    let responses = operation
-        .get_mut("responses")
-        .and_then(Value::as_object_mut);
-    for (status, response) in responses.into_iter().flatten() {
+    for (status, response) in responses.iter_mut() {
         let example = status
             .parse()
             .ok()
-            .and_then(super::problems::example_problem);
+            .and_then(ErrorStatus::from_code)
+            .and_then(ErrorStatus::example_problem);
         if let (Some(example), Some(media)) = (
             example,
             response.pointer_mut("/content/application~1problem+json"),
@@ -228,6 +212,14 @@ fn example_problems(operation: &mut Map<String, Value>) {
             media["example"] = example;
         }
     }
+}
+
+/// An operation that takes no token says so (`security: []`), rather than
+/// leaving readers and linters to guess.
+fn declare_public(operation: &mut Map<String, Value>) {
+    operation
+        .entry("security")
+        .or_insert_with(|| Value::Array(vec![]));
 }
 
 /// OpenAPI `links` from a created task to the operations on it.

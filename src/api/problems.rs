@@ -5,7 +5,7 @@
 
 use poem::{IntoResponse, Response, http::StatusCode};
 use poem_openapi::{
-    ApiResponse,
+    ApiResponse, OperationId,
     error::{
         AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
@@ -23,94 +23,218 @@ use crate::{
     error::{ApiError, FieldError, PROBLEM_JSON, Problem},
 };
 
-/// The problem document a client receives for a documented error status,
-/// rendered by the same code as real errors; the OpenAPI document shows these
-/// as the examples of each error response.
-pub fn example_problem(status: u16) -> Option<serde_json::Value> {
-    let error = match status {
-        400 => ApiError::BadRequest(
-            "request body is not valid JSON: expected `,` or `}` at line 1 column 18".into(),
-        ),
-        401 => ApiError::Unauthorized("token has expired".into()),
-        403 => ApiError::Forbidden,
-        404 => ApiError::task_not_found(),
-        408 => ApiError::BodyTimeout(std::time::Duration::from_secs(30)),
-        413 => ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        },
-        422 => ApiError::Validation(vec![FieldError::example()]),
-        503 => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
-        _ => return None,
-    };
-    poem_openapi::types::ToJSON::to_json(&error.problem())
+/// An error status the API documents, with what it means for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStatus {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    RequestTimeout,
+    PayloadTooLarge,
+    Unprocessable,
+    Unavailable,
 }
 
-fn problem_response(status: u16) -> MetaResponse {
-    let header = |name: &str, description: &str| MetaHeader {
-        name: name.into(),
-        description: Some(description.into()),
-        required: true,
-        deprecated: false,
-        schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
-    };
-    let (description, headers) = match status {
-        400 => (
-            "Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`.",
-            vec![],
-        ),
-        401 => (
-            "Missing, malformed, expired or wrongly signed bearer token.",
-            vec![header(
+use ErrorStatus::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+    Unprocessable,
+};
+
+/// Every error each operation can answer with, besides its success: the one
+/// declaration the OpenAPI document's responses are built from, and that
+/// every answered error is checked against ([`is_declared`]). 400, 408 and
+/// 413 come with a JSON body; 401 and 403 with the bearer token and the
+/// `user_id` path; 503 can answer anything (database, JWKS, `REQUEST_TIMEOUT`).
+const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
+    (
+        "listTasks",
+        &[Unauthorized, Forbidden, Unprocessable, Unavailable],
+    ),
+    (
+        "createTask",
+        &[
+            BadRequest,
+            RequestTimeout,
+            PayloadTooLarge,
+            Unauthorized,
+            Forbidden,
+            Unprocessable,
+            Unavailable,
+        ],
+    ),
+    ("getTask", &[Unauthorized, Forbidden, NotFound, Unavailable]),
+    (
+        "replaceTask",
+        &[
+            BadRequest,
+            RequestTimeout,
+            PayloadTooLarge,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Unprocessable,
+            Unavailable,
+        ],
+    ),
+    (
+        "updateTask",
+        &[
+            BadRequest,
+            RequestTimeout,
+            PayloadTooLarge,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Unprocessable,
+            Unavailable,
+        ],
+    ),
+    (
+        "deleteTask",
+        &[Unauthorized, Forbidden, NotFound, Unavailable],
+    ),
+    (
+        "toggleTask",
+        &[Unauthorized, Forbidden, NotFound, Unavailable],
+    ),
+    ("getStats", &[Unauthorized, Forbidden, Unavailable]),
+    ("listTags", &[Unauthorized, Forbidden, Unavailable]),
+    // 404: the user row can be gone by the time it is read (deleted
+    // between provisioning and the read).
+    ("getMe", &[Unauthorized, Forbidden, NotFound, Unavailable]),
+    ("health", &[Unavailable]),
+];
+
+/// The errors `operation` declares; `None` for an operation missing from
+/// [`DECLARED_ERRORS`], which the document refuses to render.
+pub fn declared_errors(operation: &str) -> Option<&'static [ErrorStatus]> {
+    DECLARED_ERRORS
+        .iter()
+        .find(|(id, _)| *id == operation)
+        .map(|(_, errors)| *errors)
+}
+
+/// Whether `operation` declares that it can answer `status`.
+pub fn is_declared(operation: &str, status: StatusCode) -> bool {
+    declared_errors(operation)
+        .is_some_and(|errors| errors.iter().any(|error| error.code() == status.as_u16()))
+}
+
+impl ErrorStatus {
+    pub const ALL: [Self; 8] = [
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        RequestTimeout,
+        PayloadTooLarge,
+        Unprocessable,
+        Unavailable,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            BadRequest => 400,
+            Unauthorized => 401,
+            Forbidden => 403,
+            NotFound => 404,
+            RequestTimeout => 408,
+            PayloadTooLarge => 413,
+            Unprocessable => 422,
+            Unavailable => 503,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.code() == code)
+    }
+
+    /// An error answered with this status, as the document's example.
+    fn example(self) -> ApiError {
+        match self {
+            BadRequest => ApiError::BadRequest(
+                "request body is not valid JSON: expected `,` or `}` at line 1 column 18".into(),
+            ),
+            Unauthorized => ApiError::Unauthorized("token has expired".into()),
+            Forbidden => ApiError::Forbidden,
+            NotFound => ApiError::task_not_found(),
+            RequestTimeout => ApiError::BodyTimeout(std::time::Duration::from_secs(30)),
+            PayloadTooLarge => ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            },
+            Unprocessable => ApiError::Validation(vec![FieldError::example()]),
+            Unavailable => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
+        }
+    }
+
+    /// The problem document a client receives with this status, rendered by
+    /// the same code as real errors.
+    pub fn example_problem(self) -> Option<serde_json::Value> {
+        poem_openapi::types::ToJSON::to_json(&self.example().problem())
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            BadRequest => {
+                "Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`."
+            }
+            Unauthorized => "Missing, malformed, expired or wrongly signed bearer token.",
+            Forbidden => "The `user_id` in the path is not the token's subject.",
+            NotFound => {
+                "No such task for this user (another user's task is also 404); from `getMe`, no record of the user."
+            }
+            RequestTimeout => {
+                "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed."
+            }
+            PayloadTooLarge => "The request body is over 64 KiB; the connection is closed.",
+            Unprocessable => "Well-formed but invalid input; `errors` lists each bad field.",
+            Unavailable => {
+                "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later."
+            }
+        }
+    }
+
+    fn headers(self) -> Vec<MetaHeader> {
+        let header = |name: &str, description: &str| MetaHeader {
+            name: name.into(),
+            description: Some(description.into()),
+            required: true,
+            deprecated: false,
+            schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
+        };
+        match self {
+            Unauthorized => vec![header(
                 "WWW-Authenticate",
                 "A `Bearer` challenge saying why the token was rejected.",
             )],
-        ),
-        403 => (
-            "The `user_id` in the path is not the token's subject.",
-            vec![],
-        ),
-        404 => (
-            "No such task for this user (another user's task is also 404).",
-            vec![],
-        ),
-        408 => (
-            "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed.",
-            vec![],
-        ),
-        413 => (
-            "The request body is over 64 KiB; the connection is closed.",
-            vec![],
-        ),
-        422 => (
-            "Well-formed but invalid input; `errors` lists each bad field.",
-            vec![],
-        ),
-        503 => (
-            "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later.",
-            vec![header("Retry-After", "Seconds to wait before retrying.")],
-        ),
-        _ => unreachable!("undocumented problem status {status}"),
-    };
-    MetaResponse {
-        description,
-        status: Some(status),
-        status_range: None,
-        content: vec![MetaMediaType {
-            content_type: PROBLEM_JSON,
-            schema: Problem::schema_ref(),
-        }],
-        headers,
+            Unavailable => vec![header("Retry-After", "Seconds to wait before retrying.")],
+            _ => vec![],
+        }
+    }
+
+    fn response(self) -> MetaResponse {
+        MetaResponse {
+            description: self.description(),
+            status: Some(self.code()),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: PROBLEM_JSON,
+                schema: Problem::schema_ref(),
+            }],
+            headers: self.headers(),
+        }
     }
 }
 
-/// Every status an `/api` operation can answer with besides its success,
-/// documented once so the published spec and the behaviour cannot disagree.
+/// Every problem response an `/api` operation may document; the document
+/// keeps, for each operation, the ones [`DECLARED_ERRORS`] gives it.
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: [400, 401, 403, 404, 408, 413, 422, 503]
+            responses: ErrorStatus::ALL
                 .into_iter()
-                .map(problem_response)
+                .map(ErrorStatus::response)
                 .collect(),
         }
     }
@@ -127,7 +251,7 @@ pub struct DatabaseUnavailable(pub DbErr);
 impl ApiResponse for DatabaseUnavailable {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: vec![problem_response(503)],
+            responses: vec![Unavailable.response()],
         }
     }
 
@@ -154,7 +278,14 @@ pub async fn problem_for(err: poem::Error) -> Response {
     if err.is_from_response() {
         return err.into_response();
     }
-    ApiError::from(err).into_response()
+    // Which operation failed, for the request log and its check that the
+    // status is one the operation declares.
+    let operation = err.data::<OperationId>().copied();
+    let mut response = ApiError::from(err).into_response();
+    if let Some(operation) = operation {
+        response.set_data(operation);
+    }
+    response
 }
 
 impl From<poem::Error> for ApiError {
@@ -185,6 +316,41 @@ impl From<poem::Error> for ApiError {
             },
             status if status.is_client_error() => Self::Http(status, err.to_string()),
             _ => Self::Internal(anyhow::anyhow!("{err}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_declares_its_errors_and_every_declaration_names_an_operation() {
+        let spec: serde_json::Value = serde_json::from_str(&super::super::service().spec())
+            .expect("poem-openapi renders valid JSON");
+        let mut operations: Vec<&str> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.values())
+            .filter_map(|methods| methods.as_object())
+            .flat_map(|methods| methods.values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        operations.sort_unstable();
+        let mut declared: Vec<&str> = DECLARED_ERRORS.iter().map(|(id, _)| *id).collect();
+        declared.sort_unstable();
+        assert_eq!(operations, declared);
+    }
+
+    #[test]
+    fn a_status_is_declared_only_for_the_operations_that_list_it() {
+        assert!(is_declared("getTask", StatusCode::NOT_FOUND));
+        assert!(is_declared("getMe", StatusCode::NOT_FOUND));
+        assert!(!is_declared("listTasks", StatusCode::NOT_FOUND));
+        assert!(!is_declared("health", StatusCode::UNAUTHORIZED));
+        assert!(!is_declared("noSuchOperation", StatusCode::SERVICE_UNAVAILABLE));
+        for status in ErrorStatus::ALL {
+            assert_eq!(ErrorStatus::from_code(status.code()), Some(status));
         }
     }
 }

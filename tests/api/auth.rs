@@ -272,3 +272,27 @@ async fn every_api_endpoint_requires_a_token(
     assert_eq!(tasks[0]["title"], "secret");
     assert_eq!(tasks[0]["completed"], false);
 }
+
+/// `getMe` declares 404 for a user whose record is gone between the token
+/// check and the read (here: deleted behind the running app's back).
+#[rstest]
+#[tokio::test]
+async fn me_is_a_404_problem_once_the_users_record_is_gone(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    assert_eq!(alice.get("/me").await.status, StatusCode::OK);
+    assert_eq!(bob.get("/me").await.status, StatusCode::OK);
+    entity::user::Entity::delete_by_id("alice")
+        .exec(&app.db)
+        .await
+        .expect("delete alice's row");
+
+    let gone = alice.get("/me").await;
+    assert_eq!(gone.problem(StatusCode::NOT_FOUND)["detail"], "no such user");
+    let still_there = bob.get("/me").await;
+    assert_eq!(still_there.status, StatusCode::OK, "{}", still_there.body);
+    assert_eq!(still_there.body["id"], "bob");
+}

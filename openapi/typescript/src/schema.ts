@@ -1067,7 +1067,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404). */
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1197,7 +1197,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404). */
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1365,7 +1365,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404). */
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1495,7 +1495,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404). */
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1665,7 +1665,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404). */
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1937,6 +1937,25 @@ export interface operations {
                      *       "title": "Forbidden",
                      *       "status": 403,
                      *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            404: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Not Found",
+                     *       "status": 404,
+                     *       "detail": "no task with this id for this user"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
