@@ -15,23 +15,20 @@ use poem::{
     middleware::Cors,
     web::headers::HeaderMapExt,
 };
-use poem_openapi::OperationId;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use crate::{
     api,
-    api::problems::problem_for,
+    api::problems::{check_declared_status, problem_for},
     auth::TokenVerifier,
     config::{Config, MAX_BODY_BYTES},
     db,
     error::ApiError,
     server,
     state::AppState,
+    telemetry,
     users::KnownUsers,
 };
-
-const REQUEST_ID: &str = "x-request-id";
 
 /// The ready-to-serve app and the state inside it.
 pub struct App {
@@ -50,7 +47,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     let db = db::connect(config).await.with_context(|| {
         format!(
             "cannot connect to DATABASE_URL ({})",
-            redact(&config.database_url)
+            telemetry::redact(&config.database_url)
         )
     })?;
     if config.run_migrations {
@@ -92,12 +89,16 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .data(state)
         .around(limit_request)
         .catch_all_error(problem_for)
+        .around(check_declared_status)
         .around(advertise_allowed_methods)
         .with(cors(cors_origins))
         .around(same_origin_is_not_cross_origin)
         .around(move |next, req| admit(next, req, in_flight.clone(), request_timeout))
         .around(move |next, req| receive_body(next, req, body_timeout))
-        .around(log_request)
+        // The inner catch-all sits inside CORS so that error responses get
+        // CORS headers; what CORS itself refuses is converted here.
+        .catch_all_error(problem_for)
+        .around(telemetry::log_request)
         .boxed()
 }
 
@@ -111,9 +112,9 @@ fn cors(origins: &[String]) -> Cors {
             Method::DELETE,
         ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .allow_header(REQUEST_ID)
+        .allow_header(telemetry::REQUEST_ID)
         .expose_headers([header::LOCATION, header::WWW_AUTHENTICATE])
-        .expose_header(REQUEST_ID)
+        .expose_header(telemetry::REQUEST_ID)
         .max_age(600);
     // No origins configured means any origin: only `*` does that.
     if origins.iter().any(|origin| origin == "*") {
@@ -364,93 +365,4 @@ async fn limit_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
     tokio::time::timeout_at(deadline.at.into(), next.call(req))
         .await
         .map_err(|_| ApiError::DeadlineExceeded(deadline.timeout))?
-}
-
-/// One log line per request, with the request id (the client's
-/// `X-Request-Id` if it sent a sane one) echoed in the response.
-async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
-    let request_id = req
-        .header(REQUEST_ID)
-        .filter(|id| is_sane_request_id(id))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", %request_id);
-    let started = Instant::now();
-    // The inner catch-all sits inside CORS so that error responses get CORS
-    // headers; what CORS itself refuses is converted here.
-    let mut response = match next.call(req).instrument(span.clone()).await {
-        Ok(response) => response.into_response(),
-        Err(err) => problem_for(err).await,
-    };
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let operation = response.data::<OperationId>().map(|id| id.0).unwrap_or("-");
-    tracing::info!(
-        parent: &span,
-        %method,
-        path,
-        operation,
-        status = response.status().as_u16(),
-        latency_ms,
-        "request"
-    );
-    let status = response.status();
-    if (status.is_client_error() || status.is_server_error())
-        && status != StatusCode::INTERNAL_SERVER_ERROR
-        && operation != "-"
-        && !api::problems::is_declared(operation, status)
-    {
-        tracing::error!(
-            parent: &span,
-            operation,
-            status = status.as_u16(),
-            "answered with an error status the OpenAPI document does not declare for this operation"
-        );
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    Ok(response.into_response())
-}
-
-/// Accepts ids that are safe to log and echo: short, printable ASCII.
-fn is_sane_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// A database URL fit for a log line: the password replaced.
-pub fn redact(database_url: &str) -> String {
-    match url::Url::parse(database_url) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => database_url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_database_urls() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db.example/todo?sslmode=require"),
-            "postgres://app:***@db.example/todo?sslmode=require"
-        );
-        assert_eq!(
-            redact("sqlite://todo.db?mode=rwc"),
-            "sqlite://todo.db?mode=rwc"
-        );
-    }
-
-    #[test]
-    fn request_ids_must_be_short_printable_ascii() {
-        assert!(is_sane_request_id("req-123_abc"));
-        assert!(!is_sane_request_id(""));
-        assert!(!is_sane_request_id("has space"));
-        assert!(!is_sane_request_id(&"x".repeat(129)));
-    }
 }

@@ -24,6 +24,7 @@ use sea_orm::{
 use crate::{
     config::{Config, MAX_BODY_BYTES},
     error::ApiError,
+    telemetry,
 };
 
 /// How long a pooled connection may sit idle before it is pinged on acquire.
@@ -120,7 +121,7 @@ async fn open(
             pool.after_release(|conn, meta| Box::pin(postgres_is_reusable(conn, meta)))
         });
     let mut db = Database::connect(options).await?;
-    db.set_metric_callback(log_query);
+    db.set_metric_callback(telemetry::log_query);
     Ok(db)
 }
 
@@ -233,20 +234,6 @@ async fn write_probe_row(db: &DatabaseConnection, filler: Option<Vec<u8>>) -> Re
         .exec_without_returning(db)
         .await?;
     Ok(())
-}
-
-/// Queries at least this slow are logged at `warn`; the rest at `trace`
-/// (`RUST_LOG=todo_api::db=trace` shows every statement).
-const SLOW_QUERY: Duration = Duration::from_millis(200);
-
-fn log_query(info: &sea_orm::metric::Info<'_>) {
-    let elapsed_ms = info.elapsed.as_secs_f64() * 1000.0;
-    let sql = &info.statement.sql;
-    if info.elapsed >= SLOW_QUERY {
-        tracing::warn!(elapsed_ms, failed = info.failed, %sql, "slow query");
-    } else {
-        tracing::trace!(elapsed_ms, failed = info.failed, %sql, "query");
-    }
 }
 
 /// A database error reaches the client as 503 when retrying can help, and

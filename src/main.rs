@@ -9,7 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use secrecy::SecretString;
 use todo_api::{
     api,
-    app::{self, build_app},
+    app::build_app,
     auth::{Claims, mint_token, mint_token_for},
     config::Config,
     db, server, telemetry,
@@ -137,7 +137,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let address = std::net::SocketAddr::new(config.host, config.port);
     tracing::info!(
         %address,
-        database = %app::redact(&config.database_url),
+        database = %telemetry::redact(&config.database_url),
         "serving; Swagger UI at http://{address}/docs"
     );
     if let Some(secret) = demo_secret {

@@ -3,7 +3,9 @@
 //! [`ApiError`], and each status's problem response described once for the
 //! OpenAPI document.
 
-use poem::{IntoResponse, Response, http::StatusCode};
+use std::sync::Arc;
+
+use poem::{Endpoint, IntoResponse, Request, Response, http::StatusCode};
 use poem_openapi::{
     ApiResponse, OperationId,
     error::{
@@ -113,6 +115,30 @@ pub fn declared_errors(operation: &str) -> Option<&'static [ErrorStatus]> {
         .iter()
         .find(|(id, _)| *id == operation)
         .map(|(_, errors)| *errors)
+}
+
+/// Logs, as the bug it is, an error answered with a status its operation
+/// does not declare: the published document would be wrong about it.
+pub async fn check_declared_status<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    let response = next.call(req).await?.into_response();
+    let status = response.status();
+    // A 500 is a bug of its own, logged where it happened.
+    let is_answered_error = status.is_client_error()
+        || (status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(OperationId(operation)) = response.data::<OperationId>().copied()
+        && is_answered_error
+        && !is_declared(operation, status)
+    {
+        tracing::error!(
+            operation,
+            status = status.as_u16(),
+            "answered with an error status the OpenAPI document does not declare for this operation"
+        );
+    }
+    Ok(response)
 }
 
 /// Whether `operation` declares that it can answer `status`.
@@ -348,7 +374,10 @@ mod tests {
         assert!(is_declared("getMe", StatusCode::NOT_FOUND));
         assert!(!is_declared("listTasks", StatusCode::NOT_FOUND));
         assert!(!is_declared("health", StatusCode::UNAUTHORIZED));
-        assert!(!is_declared("noSuchOperation", StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!is_declared(
+            "noSuchOperation",
+            StatusCode::SERVICE_UNAVAILABLE
+        ));
         for status in ErrorStatus::ALL {
             assert_eq!(ErrorStatus::from_code(status.code()), Some(status));
         }

@@ -52,6 +52,7 @@ fn owned(user_id: &str, task_id: i64) -> Condition {
         .add(task::Column::UserId.eq(user_id))
 }
 
+#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn create(
     db: &DatabaseConnection,
     owner: &Owner,
@@ -86,6 +87,7 @@ pub async fn create(
 }
 
 /// The task and its tags, in one statement.
+#[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
 pub async fn get(
     db: &DatabaseConnection,
     owner: &Owner,
@@ -106,6 +108,7 @@ pub async fn get(
 /// Applies a PUT or PATCH in one `UPDATE ... RETURNING` that writes only the
 /// given columns, so concurrent updates of different fields (or a toggle) are
 /// not lost.
+#[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
 pub async fn update(
     db: &DatabaseConnection,
     owner: &Owner,
@@ -172,6 +175,7 @@ pub async fn update(
 
 /// Flips `completed` in a single statement, so concurrent toggles each take
 /// effect (an even number of them leaves the task as it was).
+#[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
 pub async fn toggle(
     db: &DatabaseConnection,
     owner: &Owner,
@@ -195,6 +199,7 @@ pub async fn toggle(
     Ok(TaskWithTags { task, tags })
 }
 
+#[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
 pub async fn delete(db: &DatabaseConnection, owner: &Owner, task_id: i64) -> Result<(), ApiError> {
     let user_id = owner.id();
     // Its task_tags rows go with it (ON DELETE CASCADE).
@@ -216,6 +221,7 @@ pub async fn delete(db: &DatabaseConnection, owner: &Owner, task_id: i64) -> Res
 /// it, and a search or a SQLite window count is not worth its cost (below):
 /// then a second statement counts, unless the page itself shows where the
 /// list ends.
+#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn list(
     db: &DatabaseConnection,
     owner: &Owner,
@@ -623,6 +629,7 @@ pub async fn sweep_orphan_tags(db: &DatabaseConnection, limit: u64) -> Result<u6
 }
 
 /// The user's tags that are on at least one task, most used first.
+#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn tag_counts(db: &DatabaseConnection, owner: &Owner) -> Result<Vec<TagCount>, ApiError> {
     let user_id = owner.id();
     let count = task_tag::Column::TaskId.count();
@@ -647,6 +654,7 @@ pub async fn tag_counts(db: &DatabaseConnection, owner: &Owner) -> Result<Vec<Ta
 
 /// Counts for a dashboard, in one query. Overdue: not completed and due
 /// before now.
+#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn stats(db: &DatabaseConnection, owner: &Owner) -> Result<TaskStats, ApiError> {
     let user_id = owner.id();
     use task::Column as C;

@@ -291,7 +291,10 @@ async fn me_is_a_404_problem_once_the_users_record_is_gone(
         .expect("delete alice's row");
 
     let gone = alice.get("/me").await;
-    assert_eq!(gone.problem(StatusCode::NOT_FOUND)["detail"], "no such user");
+    assert_eq!(
+        gone.problem(StatusCode::NOT_FOUND)["detail"],
+        "no such user"
+    );
     let still_there = bob.get("/me").await;
     assert_eq!(still_there.status, StatusCode::OK, "{}", still_there.body);
     assert_eq!(still_there.body["id"], "bob");
