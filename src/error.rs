@@ -5,7 +5,7 @@
 
 use poem::{
     IntoResponse, Response,
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
 };
 use poem_openapi::{Object, types::Example};
 use sea_orm::DbErr;
@@ -152,8 +152,7 @@ impl IntoResponse for ApiError {
             Self::Unavailable(source) => tracing::warn!(error = %source, "database unavailable"),
             _ => {}
         }
-        let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&self.problem()))
-            .expect("a problem document always serialises");
+        let body = poem_openapi::types::ToJSON::to_json_string(&self.problem());
         let mut response = Response::builder()
             .status(self.status())
             .content_type(PROBLEM_JSON)
@@ -173,14 +172,14 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, "5".parse().expect("valid header"));
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             // The rest of the body was not read: the connection cannot carry
             // another request, and the client must know before it sends one.
             Self::PayloadTooLarge { .. } | Self::BodyTimeout(_) => {
                 response
                     .headers_mut()
-                    .insert(header::CONNECTION, "close".parse().expect("valid header"));
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -76,7 +76,11 @@ pub async fn serve(
         // backlog instead of costing memory here.
         let slot = tokio::select! {
             () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Only closing the semaphore fails an acquire, and nothing does.
+                Err(_) => break,
+            },
         };
         let (stream, remote) = tokio::select! {
             () = &mut shutdown => break,

@@ -19,9 +19,10 @@ use crate::{
 pub struct BearerAuth(pub Claims);
 
 async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let state = req
-        .data::<AppState>()
-        .expect("AppState is attached to every route by app::build_app");
+    let Some(state) = req.data::<AppState>() else {
+        let unwired = anyhow::anyhow!("AppState is not attached to this route");
+        return Err(ApiError::Internal(unwired).into());
+    };
     Ok(state.verifier.verify(&bearer.token).await?)
 }
 

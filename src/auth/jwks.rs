@@ -69,6 +69,10 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    #[expect(
+        clippy::expect_used,
+        reason = "startup: building a client fails only without a TLS backend, which is compiled in"
+    )]
     pub fn new(url: Url, refresh_interval: Duration, unknown_kid_cooldown: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
