@@ -79,7 +79,7 @@ async fn status_filter_lists_all_pending_or_completed_tasks(
     );
 
     // Reopening moves a task back.
-    alice.toggle(ids[1]).await;
+    alice.toggle(ids[1]).await.assert_success();
     assert_eq!(
         listed(&alice, &format!("status=pending&{asc}")).await,
         (vec![ids[0], ids[1], ids[2]], 3)
@@ -133,7 +133,8 @@ async fn priority_filter_lists_only_tasks_of_that_priority(
     // A changed priority is filtered by its new value.
     alice
         .patch(&format!("/tasks/{low}"), json!({"priority": "high"}))
-        .await;
+        .await
+        .assert_success();
     assert_eq!(
         listed(&alice, &format!("priority=high&{asc}")).await,
         (vec![low, high1, high2], 3)
@@ -193,10 +194,12 @@ async fn tag_filter_matches_the_trimmed_lower_cased_tag(
     // Retagging a task moves it between tag filters.
     alice
         .patch(&format!("/tasks/{untagged}"), json!({"tags": ["WORK"]}))
-        .await;
+        .await
+        .assert_success();
     alice
         .patch(&format!("/tasks/{work}"), json!({"tags": ["q4"]}))
-        .await;
+        .await
+        .assert_success();
     assert_eq!(
         listed(&alice, &format!("tag=work&{asc}")).await,
         (vec![work_too, untagged], 2)
@@ -250,13 +253,15 @@ async fn q_matches_title_or_description_case_insensitively(
             &format!("/tasks/{elsewhere}"),
             json!({"title": "Report card", "description": null}),
         )
-        .await;
+        .await
+        .assert_success();
     alice
         .patch(
             &format!("/tasks/{in_description}"),
             json!({"description": null}),
         )
-        .await;
+        .await
+        .assert_success();
     assert_eq!(
         listed(&alice, &format!("q=report&{asc}")).await,
         (vec![in_title, elsewhere], 2)
@@ -656,7 +661,7 @@ async fn combined_filters_list_only_tasks_matching_all_of_them(
     let matching1 = id_of(&alice.create(base.clone()).await);
     // Each of these fails exactly one filter.
     let completed = id_of(&alice.create(with("title", json!("Report (done)"))).await);
-    alice.toggle(completed).await;
+    alice.toggle(completed).await.assert_success();
     alice.create(with("priority", json!("medium"))).await;
     alice.create(with("tags", json!(["home"]))).await;
     alice.create(with("title", json!("Budget"))).await;
@@ -703,7 +708,8 @@ async fn sorting_by_created_at_lists_newest_first_by_default_and_oldest_first_as
     // Updating the oldest does not move it in creation order.
     alice
         .patch(&format!("/tasks/{}", ids[0]), json!({"title": "one!"}))
-        .await;
+        .await
+        .assert_success();
 
     assert_eq!(listed(&alice, "").await, (rev(&ids), 4));
     assert_eq!(listed(&alice, "sort=created_at").await, (rev(&ids), 4));
@@ -731,14 +737,17 @@ async fn sorting_by_updated_at_follows_the_order_of_the_last_changes(
     // Changed in this order, by PATCH, PUT and toggle.
     alice
         .patch(&format!("/tasks/{c}"), json!({"priority": "high"}))
-        .await;
+        .await
+        .assert_success();
     alice
         .put(&format!("/tasks/{a}"), json!({"title": "A"}))
-        .await;
-    alice.toggle(d).await;
+        .await
+        .assert_success();
+    alice.toggle(d).await.assert_success();
     alice
         .patch(&format!("/tasks/{b}"), json!({"tags": ["x"]}))
-        .await;
+        .await
+        .assert_success();
     let expected = vec![c, a, d, b];
 
     assert_eq!(
@@ -756,7 +765,7 @@ async fn sorting_by_updated_at_follows_the_order_of_the_last_changes(
     );
 
     // Touching `a` again makes it the most recently updated.
-    alice.toggle(a).await;
+    alice.toggle(a).await.assert_success();
     assert_eq!(
         listed(&alice, "sort=updated_at&order=asc").await,
         (vec![c, d, b, a], 4)
@@ -993,7 +1002,7 @@ async fn walking_pages_under_a_filter_sees_every_matching_task_exactly_once(
             .create(json!({"title": format!("task {n}"), "priority": priorities[n % 3]}))
             .await;
         if n % 4 == 1 {
-            alice.toggle(id_of(&task)).await;
+            alice.toggle(id_of(&task)).await.assert_success();
         } else {
             pending.push((n % 3, id_of(&task)));
         }
@@ -1143,7 +1152,7 @@ async fn the_list_shows_only_the_callers_own_tasks(
         bobs.push(id_of(&bob.create(task.clone()).await));
     }
     alices.push(id_of(&alice.create(task.clone()).await));
-    bob.toggle(bobs[0]).await;
+    bob.toggle(bobs[0]).await.assert_success();
 
     for query in [
         "",

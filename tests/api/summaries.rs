@@ -211,7 +211,8 @@ async fn stats_counts_total_completed_pending_and_overdue_exactly(
     bob.create(json!({"title": "bob", "due_date": "2020-01-01T00:00:00Z"}))
         .await;
     bob.toggle(id_of(&bob.create(json!({"title": "bob done"})).await))
-        .await;
+        .await
+        .assert_success();
 
     let stats = alice.get("/stats").await;
     assert_eq!(stats.status, StatusCode::OK, "{}", stats.body);
@@ -221,12 +222,12 @@ async fn stats_counts_total_completed_pending_and_overdue_exactly(
     );
 
     // Completing an overdue task, clearing a due date, reopening a late one.
-    alice.toggle(overdue).await;
+    alice.toggle(overdue).await.assert_success();
     assert_eq!(
         alice.get("/stats").await.body,
         json!({"total": 7, "completed": 3, "pending": 4, "overdue": 1})
     );
-    alice.toggle(completed_late).await;
+    alice.toggle(completed_late).await.assert_success();
     assert_eq!(
         alice.get("/stats").await.body,
         json!({"total": 7, "completed": 2, "pending": 5, "overdue": 2})
@@ -236,8 +237,12 @@ async fn stats_counts_total_completed_pending_and_overdue_exactly(
             &format!("/tasks/{completed_late}"),
             json!({"due_date": null}),
         )
-        .await;
-    alice.delete(&format!("/tasks/{completed}")).await;
+        .await
+        .assert_success();
+    alice
+        .delete(&format!("/tasks/{completed}"))
+        .await
+        .assert_success();
     assert_eq!(
         alice.get("/stats").await.body,
         json!({"total": 6, "completed": 1, "pending": 5, "overdue": 1})

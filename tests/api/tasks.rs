@@ -88,7 +88,7 @@ async fn put_replaces_every_field_and_keeps_completion_when_absent(
         )
         .await;
     let id = id_of(&task);
-    alice.toggle(id).await;
+    alice.toggle(id).await.assert_success();
 
     let reply = alice
         .put(
@@ -209,7 +209,8 @@ async fn delete_removes_the_task_and_answers_204_then_404(
     let ids = alice.create_titled(&["keep", "drop"]).await;
     alice
         .patch(&format!("/tasks/{}", ids[1]), json!({"tags": ["t"]}))
-        .await;
+        .await
+        .assert_success();
 
     let reply = alice.delete(&format!("/tasks/{}", ids[1])).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
