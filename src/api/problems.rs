@@ -109,7 +109,7 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
 ];
 
 /// The errors `operation` declares; `None` for an operation missing from
-/// [`DECLARED_ERRORS`], which the document refuses to render.
+/// `DECLARED_ERRORS`, which the document refuses to render.
 pub fn declared_errors(operation: &str) -> Option<&'static [ErrorStatus]> {
     DECLARED_ERRORS
         .iter()
@@ -254,7 +254,7 @@ impl ErrorStatus {
 }
 
 /// Every problem response an `/api` operation may document; the document
-/// keeps, for each operation, the ones [`DECLARED_ERRORS`] gives it.
+/// keeps, for each operation, the ones `DECLARED_ERRORS` gives it.
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {
