@@ -1,5 +1,5 @@
 //! Building the whole app from configuration. `main` and every test call
-//! [`build_app`], so tests exercise the real wiring.
+//! [`build_app`](crate::app::build_app), so tests exercise the real wiring.
 
 use std::{
     sync::Arc,

@@ -1,5 +1,5 @@
 //! Bearer-token authentication: verifying the JWTs Better Auth issues,
-//! authorising a verified caller for a user's resources ([`Owner`]), and
+//! authorising a verified caller for a user's resources ([`Owner`](crate::auth::Owner)), and
 //! minting HS256 development tokens.
 
 mod jwks;
