@@ -96,9 +96,8 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .around(move |next, req| admit(next, req, in_flight.clone(), request_timeout))
         .around(move |next, req| receive_body(next, req, body_timeout))
         // The inner catch-all sits inside CORS so that error responses get
-        // CORS headers; what CORS itself refuses is converted here.
-        .catch_all_error(problem_for)
-        .around(telemetry::log_request)
+        // CORS headers; what CORS itself refuses is converted by the log.
+        .around(|next, req| telemetry::log_request(next, req, problem_for))
         .boxed()
 }
 

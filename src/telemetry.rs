@@ -37,8 +37,18 @@ pub fn init(format: LogFormat) {
 
 /// One log line per request, with the request id (the client's
 /// `X-Request-Id` if it sent a sane one) echoed in the response. Everything
-/// logged while the request runs is inside its `request` span.
-pub async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+/// logged while the request runs is inside its `request` span. An error
+/// that reaches this far is answered with `to_response`'s response.
+pub async fn log_request<E, F, R>(
+    next: Arc<E>,
+    req: Request,
+    to_response: F,
+) -> poem::Result<Response>
+where
+    E: Endpoint,
+    F: FnOnce(poem::Error) -> R,
+    R: Future<Output = Response>,
+{
     let request_id = req
         .header(REQUEST_ID)
         .filter(|id| is_sane_request_id(id))
@@ -48,11 +58,10 @@ pub async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Resul
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", %request_id);
     let started = Instant::now();
-    let mut response = next
-        .call(req)
-        .instrument(span.clone())
-        .await?
-        .into_response();
+    let mut response = match next.call(req).instrument(span.clone()).await {
+        Ok(response) => response.into_response(),
+        Err(err) => to_response(err).await,
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let operation = response.data::<OperationId>().map(|id| id.0).unwrap_or("-");
     tracing::info!(
