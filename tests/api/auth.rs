@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Reply, SECRET, TestApp, send};
+use crate::helpers::{Backend, Reply, SECRET, TestApp, both_backends, send};
 use crate::spawn_or_skip;
 
 fn now() -> i64 {
@@ -69,11 +69,9 @@ fn rejected(reply: &Reply, token: Option<&str>) -> String {
     body["detail"].as_str().unwrap().to_owned()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_valid_token_is_accepted_even_with_an_audience(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_valid_token_is_accepted_even_with_an_audience(backend: Backend) {
     let app = spawn_or_skip!(backend);
     // Better Auth sets `iss` and `aud` to its base URL.
     let token = hs256(json!({"sub": "alice", "exp": now() + 600, "iat": now(),
@@ -83,11 +81,9 @@ async fn a_valid_token_is_accepted_even_with_an_audience(
     assert_eq!(reply.body["total"], 0);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_missing_or_non_bearer_authorization_is_401(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_missing_or_non_bearer_authorization_is_401(backend: Backend) {
     let app = spawn_or_skip!(backend);
     for authorization in [
         None,
@@ -100,11 +96,9 @@ async fn a_missing_or_non_bearer_authorization_is_401(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn every_kind_of_bad_token_is_401_saying_what_is_wrong(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn every_kind_of_bad_token_is_401_saying_what_is_wrong(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let exp = now() + 600;
     let cases: Vec<(&str, String, &str)> = vec![
@@ -238,11 +232,9 @@ async fn every_kind_of_bad_token_is_401_saying_what_is_wrong(
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn every_api_endpoint_requires_a_token(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn every_api_endpoint_requires_a_token(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = crate::helpers::id_of(&alice.create(json!({"title": "secret"})).await);
@@ -275,11 +267,9 @@ async fn every_api_endpoint_requires_a_token(
 
 /// `getMe` declares 404 for a user whose record is gone between the token
 /// check and the read (here: deleted behind the running app's back).
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn me_is_a_404_problem_once_the_users_record_is_gone(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn me_is_a_404_problem_once_the_users_record_is_gone(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let bob = app.user("bob");

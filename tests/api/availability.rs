@@ -2,18 +2,19 @@
 //! and the service recovers by itself when the database is back.
 
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{ConnectionTrait, Database, sqlx::Connection};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, send};
 use crate::spawn_or_skip;
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn health_reports_the_database(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn health_reports_the_database(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let reply = send(app.client.get("/health")).await;
     assert_eq!(reply.status, StatusCode::OK);

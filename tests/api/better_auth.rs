@@ -14,7 +14,9 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, User, free_port};
@@ -147,10 +149,10 @@ fn header_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_better_auth_jwt_works_on_the_api(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
     #[values(None, Some("RS256"), Some("ES256"))] alg: Option<&str>,
 ) {
     let Some(auth) = BetterAuth::start(alg).await else {

@@ -2,7 +2,10 @@
 
 use std::process::{Command, Output};
 
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::helpers::{Backend, SECRET, send};
@@ -209,11 +212,9 @@ fn serve_with_only_better_auth_url_uses_the_jwks_and_prints_no_demo_token() {
     assert!(!seen.contains("Demo token"), "{seen}");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn migrate_subcommands_roll_back_report_and_reapply(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn migrate_subcommands_roll_back_report_and_reapply(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let env = [("DATABASE_URL", app.database_url.as_str())];
     let table_count = || async {

@@ -6,7 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use entity::{tag, task, task_tag, user};
 use futures::future::join_all;
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
@@ -42,10 +45,10 @@ fn tag_counts(tags: &Value) -> HashMap<String, i64> {
         .collect()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_creates_all_succeed_with_distinct_ids_and_one_row_per_shared_tag(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
@@ -122,10 +125,10 @@ async fn fifty_concurrent_creates_all_succeed_with_distinct_ids_and_one_row_per_
     assert_eq!(users[0].email.as_deref(), Some("alice@example.com"));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_toggles_each_take_effect_so_an_odd_number_flips_the_task_and_an_even_number_keeps_it(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
@@ -192,11 +195,9 @@ async fn concurrent_toggles_each_take_effect_so_an_odd_number_flips_the_task_and
     assert_eq!(stored.completed_at, None);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_patches_of_different_fields_of_one_task_are_all_applied(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn concurrent_patches_of_different_fields_of_one_task_are_all_applied(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = id_of(
@@ -258,11 +259,9 @@ async fn concurrent_patches_of_different_fields_of_one_task_are_all_applied(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_deletes_of_one_task_answer_one_204_and_404_for_the_rest(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn concurrent_deletes_of_one_task_answer_one_204_and_404_for_the_rest(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["keep", "drop"]).await;
@@ -285,11 +284,9 @@ async fn concurrent_deletes_of_one_task_answer_one_204_and_404_for_the_rest(
     assert_eq!(remaining, [ids[0]]);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_by_two_users_stay_with_their_owner(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn concurrent_creates_by_two_users_stay_with_their_owner(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let bob = app.user("bob");
@@ -365,11 +362,9 @@ async fn stored_tag_names(app: &crate::helpers::TestApp, user_id: &str) -> BTree
         .collect()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweep_deletes_tags_no_task_carries_and_keeps_every_tag_in_use(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_sweep_deletes_tags_no_task_carries_and_keeps_every_tag_in_use(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let (alice, bob) = (app.user("alice"), app.user("bob"));
     let kept = id_of(&alice.create(json!({"title": "kept", "tags": ["a"]})).await);
@@ -429,11 +424,9 @@ async fn the_sweep_deletes_tags_no_task_carries_and_keeps_every_tag_in_use(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_sweep_never_unlinks_a_tag_that_a_concurrent_write_attaches(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_sweep_never_unlinks_a_tag_that_a_concurrent_write_attaches(backend: Backend) {
     let app = spawn_or_skip!(backend, |config| config.database_max_connections = 20);
     let alice = app.user("alice");
     let stop = std::sync::atomic::AtomicBool::new(false);

@@ -4,7 +4,10 @@
 
 use entity::task;
 use poem::http::{HeaderValue, Method, StatusCode};
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
@@ -46,11 +49,9 @@ fn assert_sane_request_id(reply: &Reply, case: &str) -> String {
     id.to_owned()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn unparsable_json_is_a_400_problem(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn unparsable_json_is_a_400_problem(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice.create(json!({"title": "Untouched"})).await;
@@ -91,11 +92,9 @@ async fn unparsable_json_is_a_400_problem(
     assert_eq!(alice.get(&path).await.body, task, "the task is unchanged");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn an_empty_body_is_a_400_problem(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn an_empty_body_is_a_400_problem(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice.create(json!({"title": "Untouched"})).await;
@@ -133,11 +132,9 @@ async fn an_empty_body_is_a_400_problem(
     assert_eq!(alice.get(&path).await.body, task, "the task is unchanged");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_body_not_sent_as_json_is_a_400_problem(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_body_not_sent_as_json_is_a_400_problem(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice.create(json!({"title": "Untouched"})).await;
@@ -184,11 +181,9 @@ async fn a_body_not_sent_as_json_is_a_400_problem(
     assert_eq!(reply.body["title"], "Looks like JSON");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_body_over_64_kib_is_a_413_problem_with_or_without_content_length(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_body_over_64_kib_is_a_413_problem_with_or_without_content_length(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice.create(json!({"title": "Untouched"})).await;
@@ -224,11 +219,9 @@ async fn a_body_over_64_kib_is_a_413_problem_with_or_without_content_length(
     assert_eq!(alice.get(&path).await.body, task, "the task is unchanged");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_body_up_to_64_kib_is_read_and_validated_not_refused(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_body_up_to_64_kib_is_read_and_validated_not_refused(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
 
@@ -259,11 +252,9 @@ async fn a_body_up_to_64_kib_is_read_and_validated_not_refused(
     assert_eq!(task_count(&app).await, 0);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn unknown_routes_are_404_problems(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn unknown_routes_are_404_problems(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
 
@@ -294,11 +285,9 @@ async fn unknown_routes_are_404_problems(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_task_id_that_is_not_an_integer_is_a_404_problem(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_task_id_that_is_not_an_integer_is_a_404_problem(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     alice.create(json!({"title": "Untouched"})).await;
@@ -330,11 +319,9 @@ async fn a_task_id_that_is_not_an_integer_is_a_404_problem(
     assert_eq!(alice.all_tasks().await.len(), 1);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_wrong_method_on_a_known_route_is_a_405_problem(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_wrong_method_on_a_known_route_is_a_405_problem(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = id_of(&alice.create(json!({"title": "Untouched"})).await);
@@ -375,11 +362,9 @@ async fn a_wrong_method_on_a_known_route_is_a_405_problem(
     assert_eq!(alice.all_tasks().await.len(), 1);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_sane_request_id_is_echoed_back_on_success_and_on_errors(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_sane_request_id_is_echoed_back_on_success_and_on_errors(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let longest = "r".repeat(128);
@@ -429,11 +414,9 @@ async fn a_sane_request_id_is_echoed_back_on_success_and_on_errors(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_missing_request_id_is_generated_fresh_for_each_request(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_missing_request_id_is_generated_fresh_for_each_request(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let first = send(app.client.get("/health")).await;
@@ -450,11 +433,9 @@ async fn a_missing_request_id_is_generated_fresh_for_each_request(
     assert_ne!(ids[1], ids[2], "each request gets its own id");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn an_unsafe_request_id_is_replaced_by_a_generated_one(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn an_unsafe_request_id_is_replaced_by_a_generated_one(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let unsafe_ids: Vec<(&str, HeaderValue)> = vec![
@@ -517,11 +498,9 @@ fn header_items(response: &poem::Response, name: &str) -> Vec<String> {
         .collect()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn cors_lets_the_frontend_origin_call_the_api(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn cors_lets_the_frontend_origin_call_the_api(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
 
@@ -567,11 +546,9 @@ async fn cors_lets_the_frontend_origin_call_the_api(
     assert!(exposed.contains(&"location".to_owned()), "{exposed:?}");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn swagger_ui_on_the_api_own_origin_may_write(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn swagger_ui_on_the_api_own_origin_may_write(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     // What a browser sends for "Try it out" at http://api.example.com:8000/docs.
@@ -603,11 +580,9 @@ async fn swagger_ui_on_the_api_own_origin_may_write(
     assert_eq!(titles, [json!("From Swagger UI")]);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn cors_does_not_let_another_origin_call_the_api(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn cors_does_not_let_another_origin_call_the_api(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let response = preflight(&app, EVIL).send().await.0;
@@ -629,11 +604,9 @@ async fn cors_does_not_let_another_origin_call_the_api(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_request_refused_by_cors_gets_a_problem_document(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_request_refused_by_cors_gets_a_problem_document(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
 
@@ -679,11 +652,9 @@ async fn a_request_refused_by_cors_gets_a_problem_document(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn health_reports_the_service_and_its_database_ok(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn health_reports_the_service_and_its_database_ok(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let reply = send(app.client.get("/health")).await;
@@ -698,11 +669,9 @@ async fn health_reports_the_service_and_its_database_ok(
     assert_eq!(reply.body, json!({"status": "ok", "database": "ok"}));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_openapi_document_is_served_as_json(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_openapi_document_is_served_as_json(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let reply = send(app.client.get("/openapi.json")).await;
@@ -724,11 +693,9 @@ async fn the_openapi_document_is_served_as_json(
     assert!(reply.body["paths"]["/api/{user_id}/tasks"].is_object());
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn swagger_ui_is_served_as_html_at_docs(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn swagger_ui_is_served_as_html_at_docs(backend: Backend) {
     let app = spawn_or_skip!(backend);
 
     let response = app.client.get("/docs").send().await.0;

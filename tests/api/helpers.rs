@@ -24,6 +24,12 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs a test once per database: `#[apply(both_backends)]` above
+/// `#[tokio::test]`, with `backend: Backend` as its first argument.
+#[rstest_reuse::template]
+#[rstest::rstest]
+pub fn both_backends(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {}
+
 /// A database made for one test and removed after it.
 enum TestDatabase {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),

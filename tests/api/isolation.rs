@@ -8,7 +8,10 @@ use poem::{
     http::{Method, StatusCode},
     test::TestRequestBuilder,
 };
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{Value, json};
 
@@ -160,10 +163,10 @@ async fn alice_with_tasks(app: &TestApp) -> Vec<i64> {
     vec![id_of(&first), id_of(&second)]
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn another_users_task_is_a_404_identical_to_a_missing_task_on_every_task_endpoint(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice_ids = alice_with_tasks(&app).await;
@@ -214,10 +217,10 @@ async fn another_users_task_is_a_404_identical_to_a_missing_task_on_every_task_e
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn a_token_on_another_users_path_is_a_403_on_every_endpoint_and_creates_nothing(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice_ids = alice_with_tasks(&app).await;
@@ -268,10 +271,10 @@ async fn a_token_on_another_users_path_is_a_403_on_every_endpoint_and_creates_no
     assert_eq!(bobs_now.body, bobs, "Bob's own task is untouched too");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn the_owners_tasks_are_unchanged_and_nothing_of_them_shows_in_another_users_views(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice_ids = alice_with_tasks(&app).await;
@@ -367,10 +370,10 @@ async fn the_owners_tasks_are_unchanged_and_nothing_of_them_shows_in_another_use
     assert_eq!(bob_me.body["email"], "bob@example.com");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn tags_are_per_user_with_separate_counts_and_survive_the_other_users_deletes(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
@@ -423,11 +426,9 @@ async fn tags_are_per_user_with_separate_counts_and_survive_the_other_users_dele
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_path_user_id_must_equal_the_token_subject_exactly(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_path_user_id_must_equal_the_token_subject_exactly(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = id_of(&alice.create(json!({"title": "Mine"})).await);

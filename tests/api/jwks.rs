@@ -7,7 +7,10 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use serde_json::{Value, json};
 use todo_api::config::Config;
 
@@ -51,10 +54,10 @@ async fn user_rows(app: &TestApp) -> Vec<entity::user::Model> {
     entity::user::Entity::find().all(&app.db).await.unwrap()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn tokens_of_every_better_auth_algorithm_are_accepted(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
     #[values(Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256, Algorithm::PS256)]
     alg: Algorithm,
 ) {
@@ -75,11 +78,9 @@ async fn tokens_of_every_better_auth_algorithm_are_accepted(
     assert_eq!(rows[0].email.as_deref(), Some("ba-user-1@example.com"));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(backend: Backend) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let es = SigningKey::generate(Algorithm::ES256);
     let rs = SigningKey::generate(Algorithm::RS256);
@@ -207,11 +208,9 @@ async fn forged_and_mismatched_tokens_are_401_and_touch_nothing(
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_token_without_kid_is_401(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_token_without_kid_is_401(backend: Backend) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
     let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
@@ -227,11 +226,9 @@ async fn a_token_without_kid_is_401(
     assert!(detail.contains("no `kid`"), "{detail}");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn hs256_tokens_are_refused_when_only_the_jwks_is_configured(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn hs256_tokens_are_refused_when_only_the_jwks_is_configured(backend: Backend) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
     let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
@@ -240,11 +237,9 @@ async fn hs256_tokens_are_refused_when_only_the_jwks_is_configured(
     assert!(detail.contains("HS256 is not accepted"), "{detail}");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn both_hs256_and_jwks_tokens_work_side_by_side(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn both_hs256_and_jwks_tokens_work_side_by_side(backend: Backend) {
     let ed = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&ed]).await;
     let app = spawn_or_skip!(
@@ -266,11 +261,9 @@ async fn both_hs256_and_jwks_tokens_work_side_by_side(
     assert_eq!(titles, [json!("via HS256")]);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_rotated_in_key_works_without_restart_and_a_removed_one_stops(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_rotated_in_key_works_without_restart_and_a_removed_one_stops(backend: Backend) {
     let old = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&old]).await;
     let app = spawn_or_skip!(
@@ -313,11 +306,9 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_periodic_refresh_drops_removed_keys(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_periodic_refresh_drops_removed_keys(backend: Backend) {
     let old = SigningKey::generate(Algorithm::EdDSA);
     let new = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&old, &new]).await;
@@ -344,11 +335,9 @@ async fn the_periodic_refresh_drops_removed_keys(
     assert_eq!(reply.status, StatusCode::OK);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(backend: Backend) {
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
     let app = spawn_or_skip!(backend, trusting(&server, |_| {}));
@@ -376,11 +365,9 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(
     assert_eq!(user.get("/tasks").await.status, StatusCode::OK);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_last_good_keys_keep_working_while_the_auth_server_fails(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_last_good_keys_keep_working_while_the_auth_server_fails(backend: Backend) {
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
     let app = spawn_or_skip!(
@@ -406,11 +393,9 @@ async fn the_last_good_keys_keep_working_while_the_auth_server_fails(
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn startup_does_not_wait_for_the_auth_server_and_recovers_when_it_is_up(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn startup_does_not_wait_for_the_auth_server_and_recovers_when_it_is_up(backend: Backend) {
     let key = SigningKey::generate(Algorithm::EdDSA);
     let server = AuthServer::start(&[&key]).await;
     server.set_failing(true);

@@ -1,6 +1,9 @@
 //! Slow, idle and greedy clients cannot hold the service: each timeout and
 //! limit over a real socket to the real binary, with short values.
 
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -338,11 +341,9 @@ async fn sigterm_closes_idle_and_stalled_connections_at_once() {
     }
 }
 
-#[rstest::rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(backend: Backend) {
     let app = spawn_or_skip!(backend, |config| {
         config.request_timeout = Duration::from_secs(1);
         config.database_statement_timeout = Duration::from_secs(20);
@@ -369,11 +370,9 @@ async fn a_request_stuck_on_a_database_lock_gets_503_within_the_deadline(
     );
 }
 
-#[rstest::rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_waiting_past_the_statement_timeout_is_503(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_statement_waiting_past_the_statement_timeout_is_503(backend: Backend) {
     let app = spawn_or_skip!(backend, |config| {
         config.database_statement_timeout = Duration::from_millis(500);
     });
@@ -405,11 +404,9 @@ async fn a_statement_waiting_past_the_statement_timeout_is_503(
 /// of running alongside: here the only slot is held by a write stuck on a
 /// lock, and a list sent after it is answered only once the write is done,
 /// so it sees the write's task.
-#[rstest::rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_max_requests_in_flight_a_request_waits_for_a_slot_then_is_served(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn beyond_max_requests_in_flight_a_request_waits_for_a_slot_then_is_served(backend: Backend) {
     let app = spawn_or_skip!(backend, |config| {
         config.max_requests_in_flight = 1;
         config.database_statement_timeout = Duration::from_secs(20);

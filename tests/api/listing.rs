@@ -2,7 +2,10 @@
 //! invalid query values, and that a list only ever holds the caller's tasks.
 
 use poem::http::{Method, StatusCode};
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, User, id_of, ids, send};
@@ -47,11 +50,9 @@ fn rev(ids: &[i64]) -> Vec<i64> {
 
 // ---------------------------------------------------------------- filters
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn status_filter_lists_all_pending_or_completed_tasks(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn status_filter_lists_all_pending_or_completed_tasks(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["a", "b", "c", "d"]).await;
@@ -90,11 +91,9 @@ async fn status_filter_lists_all_pending_or_completed_tasks(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn priority_filter_lists_only_tasks_of_that_priority(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn priority_filter_lists_only_tasks_of_that_priority(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let low = id_of(&alice.create(json!({"title": "l", "priority": "low"})).await);
@@ -145,11 +144,9 @@ async fn priority_filter_lists_only_tasks_of_that_priority(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn tag_filter_matches_the_trimmed_lower_cased_tag(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn tag_filter_matches_the_trimmed_lower_cased_tag(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let work = id_of(
@@ -206,11 +203,9 @@ async fn tag_filter_matches_the_trimmed_lower_cased_tag(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn q_matches_title_or_description_case_insensitively(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn q_matches_title_or_description_case_insensitively(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let in_title = id_of(&alice.create(json!({"title": "Write Report"})).await);
@@ -268,9 +263,9 @@ async fn q_matches_title_or_description_case_insensitively(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn q_is_unicode_aware(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+async fn q_is_unicode_aware(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let brulee = id_of(&alice.create(json!({"title": "CRÈME BRÛLÉE"})).await);
@@ -320,11 +315,9 @@ async fn q_is_unicode_aware(#[values(Backend::Sqlite, Backend::Postgres)] backen
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_search_key_migration_recomputes_stored_keys_both_ways(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_search_key_migration_recomputes_stored_keys_both_ways(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = id_of(
@@ -376,11 +369,9 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(
     assert_eq!(past_the_end["total"], 1);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn q_matches_percent_underscore_and_backslash_literally(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn q_matches_percent_underscore_and_backslash_literally(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice
@@ -441,11 +432,9 @@ async fn q_matches_percent_underscore_and_backslash_literally(
 
 /// Quotes, backslashes and control characters in `q` are text to find, on
 /// PostgreSQL too, where the pattern is written into the statement.
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn q_with_quotes_and_control_characters_finds_exactly_that_text(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn q_with_quotes_and_control_characters_finds_exactly_that_text(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let titles = [
@@ -478,10 +467,10 @@ async fn q_with_quotes_and_control_characters_finds_exactly_that_text(
     assert_eq!(alice.all_tasks().await.len(), titles.len());
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn a_search_follows_edits_and_deletes_and_stays_within_the_user(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
     // Another user's tasks holding the searched words: with more than this
     // many, SQLite searches the user's rows instead of its trigram index.
     #[values(0, todo_api::tasks::SEARCH_INDEX_MAX_MATCHES + 1)] others: u64,
@@ -529,11 +518,9 @@ async fn a_search_follows_edits_and_deletes_and_stays_within_the_user(
     assert_eq!(found(&bob, "board").await, (vec![bobs], 1));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_search_total_is_exact_on_every_page_and_past_the_end(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_search_total_is_exact_on_every_page_and_past_the_end(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice
@@ -558,11 +545,9 @@ async fn a_search_total_is_exact_on_every_page_and_past_the_end(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn due_before_is_strict_due_after_is_inclusive_and_both_skip_undated_tasks(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn due_before_is_strict_due_after_is_inclusive_and_both_skip_undated_tasks(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let due = |title: &str, at: Option<&str>| json!({"title": title, "due_date": at});
@@ -640,11 +625,9 @@ async fn due_before_is_strict_due_after_is_inclusive_and_both_skip_undated_tasks
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn combined_filters_list_only_tasks_matching_all_of_them(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn combined_filters_list_only_tasks_matching_all_of_them(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let base = json!({
@@ -697,10 +680,10 @@ async fn combined_filters_list_only_tasks_matching_all_of_them(
 
 // ---------------------------------------------------------------- sorting
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn sorting_by_created_at_lists_newest_first_by_default_and_oldest_first_ascending(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
@@ -725,11 +708,9 @@ async fn sorting_by_created_at_lists_newest_first_by_default_and_oldest_first_as
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn sorting_by_updated_at_follows_the_order_of_the_last_changes(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn sorting_by_updated_at_follows_the_order_of_the_last_changes(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["a", "b", "c", "d"]).await;
@@ -772,11 +753,9 @@ async fn sorting_by_updated_at_follows_the_order_of_the_last_changes(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn sorting_by_title_ignores_case_and_breaks_ties_by_id(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn sorting_by_title_ignores_case_and_breaks_ties_by_id(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice
@@ -808,11 +787,9 @@ async fn sorting_by_title_ignores_case_and_breaks_ties_by_id(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn sorting_by_due_date_lists_undated_tasks_last_in_both_directions(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn sorting_by_due_date_lists_undated_tasks_last_in_both_directions(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let due = |at: Option<&str>| json!({"title": "t", "due_date": at});
@@ -855,10 +832,10 @@ async fn sorting_by_due_date_lists_undated_tasks_last_in_both_directions(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn sorting_by_priority_ranks_low_medium_high_and_breaks_ties_by_id_in_the_same_direction(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
@@ -890,11 +867,9 @@ async fn sorting_by_priority_ranks_low_medium_high_and_breaks_ties_by_id_in_the_
 
 // ------------------------------------------------------------- pagination
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_page_reports_items_total_limit_and_offset_defaulting_to_20_and_0(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_page_reports_items_total_limit_and_offset_defaulting_to_20_and_0(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let titles: Vec<String> = (1..=25).map(|n| format!("task {n}")).collect();
@@ -930,11 +905,9 @@ async fn a_page_reports_items_total_limit_and_offset_defaulting_to_20_and_0(
     assert_eq!(ids_of_page(&filtered), [ids[18], ids[17]]);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn listed_items_are_the_full_tasks_as_a_get_returns_them(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn listed_items_are_the_full_tasks_as_a_get_returns_them(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let full = alice
@@ -958,11 +931,9 @@ async fn listed_items_are_the_full_tasks_as_a_get_returns_them(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn walking_pages_of_three_sees_every_task_exactly_once(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn walking_pages_of_three_sees_every_task_exactly_once(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let titles: Vec<String> = (0..10).map(|n| format!("task {n}")).collect();
@@ -987,11 +958,9 @@ async fn walking_pages_of_three_sees_every_task_exactly_once(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn walking_pages_under_a_filter_sees_every_matching_task_exactly_once(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn walking_pages_under_a_filter_sees_every_matching_task_exactly_once(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     // 13 tasks, 3 of them completed; priorities cycle so the sort has ties.
@@ -1028,11 +997,9 @@ async fn walking_pages_under_a_filter_sees_every_matching_task_exactly_once(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn an_offset_past_the_end_gives_no_items_and_the_full_total(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn an_offset_past_the_end_gives_no_items_and_the_full_total(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["a", "b", "c"]).await;
@@ -1064,11 +1031,9 @@ async fn an_offset_past_the_end_gives_no_items_and_the_full_total(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn limits_of_1_and_100_are_accepted(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn limits_of_1_and_100_are_accepted(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["a", "b", "c"]).await;
@@ -1088,11 +1053,9 @@ async fn limits_of_1_and_100_are_accepted(
 
 // ------------------------------------------------------- invalid queries
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn invalid_query_values_are_422_problems_naming_the_field(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn invalid_query_values_are_422_problems_naming_the_field(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     alice.create_titled(&["a"]).await;
@@ -1135,11 +1098,9 @@ async fn invalid_query_values_are_422_problems_naming_the_field(
 
 // -------------------------------------------------------------- isolation
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_list_shows_only_the_callers_own_tasks(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_list_shows_only_the_callers_own_tasks(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let bob = app.user("bob");
@@ -1183,11 +1144,9 @@ async fn the_list_shows_only_the_callers_own_tasks(
     assert!(reply.body.get("items").is_none());
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn empty_tag_and_q_filter_nothing(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn empty_tag_and_q_filter_nothing(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let untagged = id_of(&alice.create(json!({"title": "untagged"})).await);
@@ -1228,11 +1187,9 @@ async fn queries_for_one_page(user: &User<'_>, query: &str) -> usize {
     counter.0.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_page_is_one_statement_whatever_its_size(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_page_is_one_statement_whatever_its_size(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     alice
@@ -1276,11 +1233,9 @@ async fn a_page_is_one_statement_whatever_its_size(
 /// the database keeps on every write; they must equal a real count after any
 /// mix of writes, concurrent ones and rows written around the API included,
 /// and another user's writes must not move them.
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn status_only_totals_follow_every_kind_of_write(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn status_only_totals_follow_every_kind_of_write(backend: Backend) {
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");

@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use serde_json::{Value, json};
 use todo_api::api;
 
@@ -220,11 +223,9 @@ fn nullable_task_fields_are_declared_nullable() {
     assert_eq!(task["created_at"]["format"], "date-time");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn the_served_spec_and_swagger_ui_match_the_code(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn the_served_spec_and_swagger_ui_match_the_code(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let served = send(app.client.get("/openapi.json")).await;
     assert_eq!(served.status, StatusCode::OK);
@@ -243,11 +244,9 @@ async fn the_served_spec_and_swagger_ui_match_the_code(
 /// The published patterns say exactly what the server accepts, so a client
 /// validating against the spec (or a contract tester generating from it) and
 /// the server never disagree: checked on the strings where they could.
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let spec = spec();
@@ -343,11 +342,9 @@ async fn string_patterns_in_the_spec_accept_exactly_what_the_server_accepts(
 }
 
 /// Query bounds as published are the ones enforced, to the last integer.
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn numeric_query_bounds_in_the_spec_are_the_enforced_ones(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn numeric_query_bounds_in_the_spec_are_the_enforced_ones(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let spec = spec();

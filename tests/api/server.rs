@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{ConnectionTrait, Database, EntityTrait};
 use serde_json::{Value, json};
 use tokio::{
@@ -36,11 +39,9 @@ async fn wait_until_listening(port: u16) {
     panic!("the server did not start listening");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let token = app.user("alice").token;
     let port = free_port();

@@ -1,7 +1,9 @@
 //! A first deploy with several replicas: instances started at the same moment
 //! on one new database all migrate it safely and all come up.
 
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
 
 use crate::{
     helpers::Backend,
@@ -9,11 +11,9 @@ use crate::{
     spawn_or_skip,
 };
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_started_together_on_a_new_database_all_come_up(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn instances_started_together_on_a_new_database_all_come_up(backend: Backend) {
     // A database with no tables at all.
     let app = spawn_or_skip!(backend, |config| config.run_migrations = false);
     let servers =

@@ -5,7 +5,10 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use entity::user;
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
 use todo_api::auth::{Claims, mint_token};
@@ -35,11 +38,9 @@ fn rfc3339(at: chrono::DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn tags_lists_each_tag_with_its_count_most_used_first_then_by_name(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn tags_lists_each_tag_with_its_count_most_used_first_then_by_name(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     for tags in [
@@ -69,11 +70,9 @@ async fn tags_lists_each_tag_with_its_count_most_used_first_then_by_name(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_new_user_has_no_tags_and_all_zero_stats(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_new_user_has_no_tags_and_all_zero_stats(backend: Backend) {
     let app = spawn_or_skip!(backend);
     // Someone else's tags and tasks must not show.
     app.user("bob")
@@ -93,11 +92,9 @@ async fn a_new_user_has_no_tags_and_all_zero_stats(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn tags_only_on_deleted_tasks_disappear_from_the_tag_list(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn tags_only_on_deleted_tasks_disappear_from_the_tag_list(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let keep = id_of(
@@ -130,11 +127,9 @@ async fn tags_only_on_deleted_tasks_disappear_from_the_tag_list(
     assert_eq!(alice.get("/tags").await.body, json!([]));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn tags_removed_from_a_task_are_no_longer_counted(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn tags_removed_from_a_task_are_no_longer_counted(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let first = id_of(
@@ -178,11 +173,9 @@ async fn tags_removed_from_a_task_are_no_longer_counted(
     assert_eq!(alice.get("/tags").await.body, json!([]));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn stats_counts_total_completed_pending_and_overdue_exactly(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn stats_counts_total_completed_pending_and_overdue_exactly(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let now = Utc::now();
@@ -253,11 +246,9 @@ async fn stats_counts_total_completed_pending_and_overdue_exactly(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn me_returns_the_token_claims_and_creates_the_user_on_first_sight(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn me_returns_the_token_claims_and_creates_the_user_on_first_sight(backend: Backend) {
     let app = spawn_or_skip!(backend);
     assert_eq!(user_row(&app.db, "alice").await, None);
     let started = Utc::now();
@@ -309,10 +300,10 @@ async fn me_returns_the_token_claims_and_creates_the_user_on_first_sight(
     assert_eq!(bob.name.as_deref(), Some("User bob"));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
 async fn a_later_token_with_a_different_email_and_name_updates_the_stored_profile(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+    backend: Backend,
 ) {
     let app = spawn_or_skip!(backend);
     let first = app.user("alice").get("/me").await;
@@ -354,11 +345,9 @@ async fn a_later_token_with_a_different_email_and_name_updates_the_stored_profil
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_later_token_without_email_or_name_keeps_the_stored_ones(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_later_token_without_email_or_name_keeps_the_stored_ones(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let first = app.user("alice").get("/me").await;
     assert_eq!(first.status, StatusCode::OK);
@@ -405,11 +394,9 @@ async fn a_later_token_without_email_or_name_keeps_the_stored_ones(
     assert_eq!(carol.body["name"], json!(null));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn repeated_requests_with_the_same_token_do_not_write_the_user_row(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn repeated_requests_with_the_same_token_do_not_write_the_user_row(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     assert_eq!(alice.get("/me").await.status, StatusCode::OK);

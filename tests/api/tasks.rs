@@ -1,18 +1,19 @@
 //! The task lifecycle: create, read, replace, update, toggle, delete.
 
 use poem::http::StatusCode;
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::EntityTrait;
 use serde_json::json;
 
 use crate::helpers::{Backend, id_of};
 use crate::spawn_or_skip;
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn create_returns_201_with_the_task_and_its_location(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn create_returns_201_with_the_task_and_its_location(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
 
@@ -59,11 +60,9 @@ async fn create_returns_201_with_the_task_and_its_location(
     assert_eq!(&fetched.body, task, "a task reads back exactly as created");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_minimal_task_gets_the_documented_defaults(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_minimal_task_gets_the_documented_defaults(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let task = app.user("alice").create(json!({"title": "Buy milk"})).await;
 
@@ -74,11 +73,9 @@ async fn a_minimal_task_gets_the_documented_defaults(
     assert_eq!(task["completed"], false);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn put_replaces_every_field_and_keeps_completion_when_absent(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn put_replaces_every_field_and_keeps_completion_when_absent(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice
@@ -120,11 +117,9 @@ async fn put_replaces_every_field_and_keeps_completion_when_absent(
     assert_eq!(reopened.body["completed_at"], json!(null));
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn patch_changes_only_the_fields_sent_and_null_clears(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn patch_changes_only_the_fields_sent_and_null_clears(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let task = alice
@@ -167,11 +162,9 @@ async fn patch_changes_only_the_fields_sent_and_null_clears(
     assert!(completed.body["completed_at"].is_string());
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn toggle_flips_completion_and_sets_then_clears_completed_at(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn toggle_flips_completion_and_sets_then_clears_completed_at(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let id = id_of(
@@ -199,11 +192,9 @@ async fn toggle_flips_completion_and_sets_then_clears_completed_at(
     assert_eq!(stored.completed_at, None);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn delete_removes_the_task_and_answers_204_then_404(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn delete_removes_the_task_and_answers_204_then_404(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["keep", "drop"]).await;
@@ -236,11 +227,9 @@ async fn delete_removes_the_task_and_answers_204_then_404(
     assert_eq!(remaining, [ids[0]]);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn unknown_task_ids_are_404_problems(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn unknown_task_ids_are_404_problems(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     for path in [

@@ -4,7 +4,10 @@
 
 use entity::{tag, task, user};
 use poem::http::{Method, StatusCode};
-use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::helpers::both_backends;
+
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
@@ -160,11 +163,9 @@ async fn assert_accepted(
     tasks
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn title_is_required_when_creating_and_replacing_but_not_when_patching(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn title_is_required_when_creating_and_replacing_but_not_when_patching(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -199,11 +200,9 @@ async fn title_is_required_when_creating_and_replacing_but_not_when_patching(
     assert_eq!(patched.body["title"], "Seed", "PATCH keeps the title");
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn title_of_200_code_points_is_accepted_and_201_rejected_in_any_script(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn title_of_200_code_points_is_accepted_and_201_rejected_in_any_script(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -237,11 +236,9 @@ async fn title_of_200_code_points_is_accepted_and_201_rejected_in_any_script(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn surrounding_whitespace_is_trimmed_from_the_title_and_not_counted(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn surrounding_whitespace_is_trimmed_from_the_title_and_not_counted(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -270,11 +267,9 @@ async fn surrounding_whitespace_is_trimmed_from_the_title_and_not_counted(
     .await;
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn blank_and_non_string_titles_are_rejected(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn blank_and_non_string_titles_are_rejected(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -294,11 +289,9 @@ async fn blank_and_non_string_titles_are_rejected(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn description_of_1000_code_points_is_accepted_and_1001_rejected(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn description_of_1000_code_points_is_accepted_and_1001_rejected(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -346,11 +339,9 @@ async fn description_of_1000_code_points_is_accepted_and_1001_rejected(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_null_description_is_accepted_and_clears_it(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_null_description_is_accepted_and_clears_it(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -362,11 +353,9 @@ async fn a_null_description_is_accepted_and_clears_it(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn priority_accepts_only_low_medium_and_high(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn priority_accepts_only_low_medium_and_high(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -399,11 +388,9 @@ async fn priority_accepts_only_low_medium_and_high(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn due_date_accepts_rfc3339_or_null_and_returns_it_in_utc(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn due_date_accepts_rfc3339_or_null_and_returns_it_in_utc(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -436,11 +423,9 @@ async fn due_date_accepts_rfc3339_or_null_and_returns_it_in_utc(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn due_date_rejects_anything_but_an_rfc3339_date_time(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn due_date_rejects_anything_but_an_rfc3339_date_time(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -484,11 +469,9 @@ fn distinct_tags(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("tag{i:02}")).collect()
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn twenty_tags_are_accepted_and_twenty_one_rejected_even_with_duplicates(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn twenty_tags_are_accepted_and_twenty_one_rejected_even_with_duplicates(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -536,11 +519,9 @@ async fn twenty_tags_are_accepted_and_twenty_one_rejected_even_with_duplicates(
     );
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn each_tag_is_trimmed_lower_cased_and_1_to_50_code_points(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn each_tag_is_trimmed_lower_cased_and_1_to_50_code_points(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -591,11 +572,9 @@ async fn each_tag_is_trimmed_lower_cased_and_1_to_50_code_points(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn completed_must_be_a_boolean_on_put_and_patch(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn completed_must_be_a_boolean_on_put_and_patch(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -629,11 +608,9 @@ async fn completed_must_be_a_boolean_on_put_and_patch(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn several_bad_fields_are_reported_in_one_422_each_named_once(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn several_bad_fields_are_reported_in_one_422_each_named_once(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -684,11 +661,9 @@ async fn several_bad_fields_are_reported_in_one_422_each_named_once(
     .await;
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_body_that_is_not_a_json_object_is_rejected(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_body_that_is_not_a_json_object_is_rejected(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -715,11 +690,9 @@ async fn a_body_that_is_not_a_json_object_is_rejected(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn strings_containing_nul_are_rejected_with_422(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn strings_containing_nul_are_rejected_with_422(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
@@ -759,11 +732,9 @@ async fn strings_containing_nul_are_rejected_with_422(
     }
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn sql_and_markup_in_strings_are_stored_and_read_back_verbatim(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn sql_and_markup_in_strings_are_stored_and_read_back_verbatim(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let bob = app.user("bob");
@@ -867,11 +838,9 @@ async fn sql_and_markup_in_strings_are_stored_and_read_back_verbatim(
     assert_eq!(task_count(&app).await, 4);
 }
 
-#[rstest]
+#[apply(both_backends)]
 #[tokio::test]
-async fn a_rejected_write_applies_none_of_its_valid_fields(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
+async fn a_rejected_write_applies_none_of_its_valid_fields(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let seeded = seed(&alice).await;
