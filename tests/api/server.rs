@@ -39,6 +39,39 @@ async fn wait_until_listening(port: u16) {
     panic!("the server did not start listening");
 }
 
+/// Waits until the server has read everything the client sent on one
+/// connection (the receive queue of its socket, in `/proc/net/tcp`, is
+/// empty): the request is in the server's hands.
+async fn wait_until_read_by_server(server_port: u16, client_port: u16) {
+    let endpoint = |port: u16| format!(":{port:04X}");
+    let (local, remote) = (endpoint(server_port), endpoint(client_port));
+    for _ in 0..200 {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let unread = table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[1].ends_with(&local) && fields[2].ends_with(&remote))
+                .then(|| fields[4].split(':').nth(1).unwrap_or("?").to_owned())
+        });
+        if unread.as_deref() == Some("00000000") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server did not read the request");
+}
+
+/// Waits until the server stops accepting connections, as it does first
+/// when told to shut down.
+async fn wait_until_not_listening(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server kept accepting after SIGTERM");
+}
+
 #[apply(both_backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(backend: Backend) {
@@ -62,22 +95,32 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(back
     // Hold a lock that makes the next create wait inside the server.
     let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let body = json!({"title": "in flight"}).to_string();
-    let in_flight = tokio::spawn(http(
-        port,
-        format!(
-            "POST /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: shutdown-test-1\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let client_port = stream.local_addr().unwrap().port();
+    stream
+        .write_all(
+            format!(
+                "POST /api/alice/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: shutdown-test-1\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn(async move {
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    });
+    wait_until_read_by_server(port, client_port).await;
     let terminated = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(terminated.success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_not_listening(port).await;
     drop(lock); // rolls back / releases: the waiting insert proceeds
 
     let response = tokio::time::timeout(Duration::from_secs(10), in_flight)
