@@ -27,21 +27,19 @@ use crate::{
 
 /// An error status the API documents, with what it means for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
 pub enum ErrorStatus {
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    RequestTimeout,
-    PayloadTooLarge,
-    Unprocessable,
-    Unavailable,
+    BadRequest = 400,
+    Unauthorized = 401,
+    Forbidden = 403,
+    NotFound = 404,
+    RequestTimeout = 408,
+    PayloadTooLarge = 413,
+    Unprocessable = 422,
+    Unavailable = 503,
 }
 
-use ErrorStatus::{
-    BadRequest, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
-    Unprocessable,
-};
+use ErrorStatus::*;
 
 /// Every error each operation can answer with, besides its success: the one
 /// declaration the OpenAPI document's responses are built from, and that
@@ -53,59 +51,45 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
         "listTasks",
         &[Unauthorized, Forbidden, Unprocessable, Unavailable],
     ),
-    (
-        "createTask",
-        &[
-            BadRequest,
-            RequestTimeout,
-            PayloadTooLarge,
-            Unauthorized,
-            Forbidden,
-            Unprocessable,
-            Unavailable,
-        ],
-    ),
-    ("getTask", &[Unauthorized, Forbidden, NotFound, Unavailable]),
-    (
-        "replaceTask",
-        &[
-            BadRequest,
-            RequestTimeout,
-            PayloadTooLarge,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Unprocessable,
-            Unavailable,
-        ],
-    ),
-    (
-        "updateTask",
-        &[
-            BadRequest,
-            RequestTimeout,
-            PayloadTooLarge,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Unprocessable,
-            Unavailable,
-        ],
-    ),
-    (
-        "deleteTask",
-        &[Unauthorized, Forbidden, NotFound, Unavailable],
-    ),
-    (
-        "toggleTask",
-        &[Unauthorized, Forbidden, NotFound, Unavailable],
-    ),
+    ("createTask", WRITES_WITH_BODY),
+    ("getTask", ONE_TASK),
+    ("replaceTask", WRITES_ONE_TASK_WITH_BODY),
+    ("updateTask", WRITES_ONE_TASK_WITH_BODY),
+    ("deleteTask", ONE_TASK),
+    ("toggleTask", ONE_TASK),
     ("getStats", &[Unauthorized, Forbidden, Unavailable]),
     ("listTags", &[Unauthorized, Forbidden, Unavailable]),
     // 404: the user row can be gone by the time it is read (deleted
     // between provisioning and the read).
     ("getMe", &[Unauthorized, Forbidden, NotFound, Unavailable]),
     ("health", &[Unavailable]),
+];
+
+/// An operation on one task named in the path.
+const ONE_TASK: &[ErrorStatus] = &[Unauthorized, Forbidden, NotFound, Unavailable];
+
+/// A write with a JSON body (which can be malformed, slow or too large, and
+/// carry invalid fields).
+const WRITES_WITH_BODY: &[ErrorStatus] = &[
+    BadRequest,
+    RequestTimeout,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    Unprocessable,
+    Unavailable,
+];
+
+/// A write with a JSON body to one task named in the path.
+const WRITES_ONE_TASK_WITH_BODY: &[ErrorStatus] = &[
+    BadRequest,
+    RequestTimeout,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    Unavailable,
 ];
 
 /// The errors `operation` declares; `None` for an operation missing from
@@ -159,17 +143,9 @@ impl ErrorStatus {
         Unavailable,
     ];
 
+    /// The HTTP status code.
     pub fn code(self) -> u16 {
-        match self {
-            BadRequest => 400,
-            Unauthorized => 401,
-            Forbidden => 403,
-            NotFound => 404,
-            RequestTimeout => 408,
-            PayloadTooLarge => 413,
-            Unprocessable => 422,
-            Unavailable => 503,
-        }
+        self as u16
     }
 
     pub fn from_code(code: u16) -> Option<Self> {
