@@ -293,7 +293,7 @@ pub async fn problem_for(err: poem::Error) -> Response {
 impl From<poem::Error> for ApiError {
     fn from(err: poem::Error) -> Self {
         if let Some(e) = err.downcast_ref::<ParseParamError>() {
-            let rule = query_rule(e.name).map(str::to_owned);
+            let rule = query_rule(e.name);
             return Self::invalid(e.name, rule.unwrap_or_else(|| e.reason.clone()));
         }
         // The only typed path parameter is the task id: a path that cannot

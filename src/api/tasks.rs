@@ -15,8 +15,8 @@ use crate::{
     error::ApiError,
     state::AppState,
     tasks::{
-        self, DEFAULT_PAGE_SIZE, Priority, SortField, SortOrder, StatusFilter, TaskChanges,
-        TaskDraft, TaskFilter,
+        self, DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, MAX_TAG_CHARS,
+        Priority, SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter,
     },
 };
 
@@ -58,19 +58,20 @@ enum DeletedTask {
 
 /// What a valid value of each `listTasks` query parameter looks like, for the
 /// 422 that names it (the framework's own messages quote types and regexes).
-pub fn query_rule(parameter: &str) -> Option<&'static str> {
+pub fn query_rule(parameter: &str) -> Option<String> {
     Some(match parameter {
-        "status" => "must be one of `all`, `pending`, `completed`",
-        "priority" => "must be one of `low`, `medium`, `high`",
-        "sort" => "must be one of `created_at`, `updated_at`, `title`, `due_date`, `priority`",
-        "order" => "must be `asc` or `desc`",
-        "limit" => "must be a whole number from 1 to 100",
-        "offset" => "must be a whole number from 0 to 9007199254740991",
-        "tag" => {
-            "must be at most 50 characters once trimmed and lower-cased, without NUL characters"
-        }
-        "q" => "must be at most 1000 characters, without NUL characters",
-        "due_before" | "due_after" => tasks::TIMESTAMP_RULE,
+        "status" => tasks::one_of::<StatusFilter>(),
+        "priority" => tasks::one_of::<Priority>(),
+        "sort" => tasks::one_of::<SortField>(),
+        "order" => tasks::one_of::<SortOrder>(),
+        "limit" => format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+        "offset" => format!("must be a whole number from 0 to {MAX_OFFSET}"),
+        "tag" => format!(
+            "must be at most {MAX_TAG_CHARS} characters once trimmed and lower-cased, \
+             without NUL characters"
+        ),
+        "q" => format!("must be at most {MAX_SEARCH_CHARS} characters, without NUL characters"),
+        "due_before" | "due_after" => tasks::TIMESTAMP_RULE.into(),
         _ => return None,
     })
 }
@@ -330,5 +331,64 @@ impl TasksApi {
     ) -> Result<Json<TaskStats>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         Ok(Json(tasks::stats(&state.db.reader, &owner).await?.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// poem-openapi takes validator bounds as literals only: they must say
+    /// what the constants behind the 422 messages say.
+    #[test]
+    fn list_parameter_bounds_in_the_spec_are_the_constants() {
+        let spec: serde_json::Value =
+            serde_json::from_str(&super::super::service().spec()).expect("valid JSON");
+        let parameters = spec["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+            .as_array()
+            .expect("listTasks parameters");
+        let schema = |name: &str| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["schema"].clone())
+                .unwrap_or_default()
+        };
+        // Bounds are published as floats; these are exact in an f64.
+        assert_eq!(
+            schema("limit")["maximum"].as_f64(),
+            Some(MAX_PAGE_SIZE as f64)
+        );
+        assert_eq!(schema("limit")["default"], DEFAULT_PAGE_SIZE);
+        assert_eq!(
+            schema("offset")["maximum"].as_f64(),
+            Some(MAX_OFFSET as f64)
+        );
+        assert_eq!(schema("q")["maxLength"], MAX_SEARCH_CHARS);
+        assert!(
+            schema("tag")["pattern"]
+                .as_str()
+                .is_some_and(|p| p.contains(&format!("{{0,{}}}", MAX_TAG_CHARS - 2)))
+        );
+    }
+
+    #[test]
+    fn enumeration_rules_list_the_published_values() {
+        assert_eq!(
+            query_rule("priority").as_deref(),
+            Some("must be one of `low`, `medium`, `high`")
+        );
+        assert_eq!(
+            query_rule("order").as_deref(),
+            Some("must be `asc` or `desc`")
+        );
+        assert_eq!(
+            query_rule("sort").as_deref(),
+            Some("must be one of `created_at`, `updated_at`, `title`, `due_date`, `priority`")
+        );
+        assert_eq!(
+            query_rule("status").as_deref(),
+            Some("must be one of `all`, `pending`, `completed`")
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 use serde_json::{Map, Value};
 
-use super::Priority;
+use poem_openapi::types::ParseFromJSON;
+
+use super::{Priority, one_of};
 use crate::error::{ApiError, FieldError};
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -173,12 +175,7 @@ fn description(value: &Value) -> Result<Option<String>, String> {
 }
 
 fn priority(value: &Value) -> Result<Priority, String> {
-    match value.as_str() {
-        Some("low") => Ok(Priority::Low),
-        Some("medium") => Ok(Priority::Medium),
-        Some("high") => Ok(Priority::High),
-        _ => Err("must be one of `low`, `medium`, `high`".into()),
-    }
+    Priority::parse_from_json(Some(value.clone())).map_err(|_| one_of::<Priority>())
 }
 
 fn due_date(value: &Value) -> Result<Option<DateTime<Utc>>, String> {

@@ -5,15 +5,36 @@ mod input;
 mod query;
 
 pub use entity::task::search_key;
-pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
+pub use input::{
+    MAX_TAG_CHARS, TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp,
+};
 pub use query::{
     SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats,
     sweep_orphan_tags, tag_counts, toggle, update,
 };
 
-use poem_openapi::Enum;
+use poem_openapi::{Enum, registry::Registry, types::Type};
 
 use crate::error::{ApiError, FieldError};
+
+/// The rule a value of an enumeration breaks: "must be `asc` or `desc`",
+/// "must be one of `low`, `medium`, `high`", from the values the type itself
+/// publishes in the OpenAPI document.
+pub fn one_of<T: Type>() -> String {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    let values: Vec<String> = registry
+        .schemas
+        .get(T::name().as_ref())
+        .into_iter()
+        .flat_map(|schema| &schema.enum_items)
+        .map(|value| format!("`{}`", value.as_str().unwrap_or_default()))
+        .collect();
+    match values.as_slice() {
+        [first, second] => format!("must be {first} or {second}"),
+        _ => format!("must be one of {}", values.join(", ")),
+    }
+}
 
 /// How important a task is; sorts `low` < `medium` < `high`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -77,6 +98,11 @@ pub enum SortOrder {
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
+/// Largest `offset`: 2^53 - 1, the largest integer a JavaScript number holds
+/// exactly.
+pub const MAX_OFFSET: u64 = 9_007_199_254_740_991;
+/// Longest search text (`q`), in characters.
+pub const MAX_SEARCH_CHARS: usize = 1000;
 
 /// Everything `GET /tasks` can narrow, order and page by.
 #[derive(Debug, Clone, PartialEq, Eq)]
