@@ -14,7 +14,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::tasks::{self, Priority, TaskWithTags};
+use crate::tasks::{self, Description, Priority, TagName, TaskWithTags, Text, TextRule, Title};
 
 /// An instant, always rendered in UTC with a `Z` suffix and at most
 /// microsecond precision, e.g. `2026-11-22T10:00:00Z`.
@@ -238,13 +238,10 @@ impl From<TaskWithTags> for Task {
 #[oai(example)]
 pub struct NewTask {
     /// 1 to 200 characters after trimming surrounding whitespace.
-    #[oai(validator(
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,198}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
-    ))]
-    pub title: String,
+    pub title: Text<Title>,
     /// Up to 1000 characters, or `null`.
-    #[oai(nullable, validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
-    pub description: Option<String>,
+    #[oai(nullable)]
+    pub description: Option<Text<Description>>,
     /// Defaults to `medium`.
     pub priority: Option<Priority>,
     /// An RFC 3339 date-time (any offset; stored in UTC), or `null`.
@@ -252,11 +249,8 @@ pub struct NewTask {
     pub due_date: Option<Timestamp>,
     /// Up to 20 tags of 1 to 50 characters once trimmed and lower-cased (a few
     /// letters, such as `İ`, lower-case to two); duplicates collapse.
-    #[oai(validator(
-        max_items = 20,
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
-    ))]
-    pub tags: Option<Vec<String>>,
+    #[oai(validator(max_items = 20))]
+    pub tags: Option<Vec<Text<TagName>>>,
 }
 
 /// A full replacement of a task: absent optional fields are reset to their
@@ -277,24 +271,18 @@ pub struct TaskReplacement {
 #[oai(example)]
 pub struct TaskPatch {
     /// 1 to 200 characters after trimming surrounding whitespace.
-    #[oai(validator(
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,198}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
-    ))]
-    pub title: Option<String>,
+    pub title: Option<Text<Title>>,
     /// Up to 1000 characters; `null` clears it.
-    #[oai(nullable, validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
-    pub description: Option<String>,
+    #[oai(nullable)]
+    pub description: Option<Text<Description>>,
     /// New priority.
     pub priority: Option<Priority>,
     /// New due date; `null` clears it.
     #[oai(nullable)]
     pub due_date: Option<Timestamp>,
     /// Replaces all of the task's tags.
-    #[oai(validator(
-        max_items = 20,
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
-    ))]
-    pub tags: Option<Vec<String>>,
+    #[oai(validator(max_items = 20))]
+    pub tags: Option<Vec<Text<TagName>>>,
     /// Completion state; completing sets `completed_at`, reopening clears it.
     pub completed: Option<bool>,
 }
@@ -401,6 +389,14 @@ pub struct Health {
     clippy::expect_used,
     reason = "the examples are constants; a bad one fails every document test"
 )]
+fn text<R: TextRule>(value: &str) -> Text<R> {
+    Text::check(value).expect("a valid example")
+}
+
+#[expect(
+    clippy::expect_used,
+    reason = "the examples are constants; a bad one fails every document test"
+)]
 fn at(text: &str) -> Timestamp {
     Timestamp(text.parse().expect("a valid example timestamp"))
 }
@@ -426,11 +422,11 @@ impl Example for Task {
 impl Example for NewTask {
     fn example() -> Self {
         Self {
-            title: "Write report".into(),
-            description: Some("Quarterly numbers".into()),
+            title: text("Write report"),
+            description: Some(text("Quarterly numbers")),
             priority: Some(Priority::High),
             due_date: Some(at("2026-12-01T17:00:00Z")),
-            tags: Some(vec!["work".into(), "q4".into()]),
+            tags: Some(vec![text("work"), text("q4")]),
         }
     }
 }
@@ -447,11 +443,11 @@ impl Example for TaskReplacement {
 impl Example for TaskPatch {
     fn example() -> Self {
         Self {
-            title: Some("Write the Q4 report".into()),
-            description: Some("Numbers for the board".into()),
+            title: Some(text("Write the Q4 report")),
+            description: Some(text("Numbers for the board")),
             priority: Some(Priority::Low),
             due_date: Some(at("2026-12-08T17:00:00Z")),
-            tags: Some(vec!["work".into()]),
+            tags: Some(vec![text("work")]),
             completed: Some(true),
         }
     }

@@ -9,13 +9,14 @@ use serde_json::{Map, Value};
 
 use poem_openapi::types::ParseFromJSON;
 
-use super::{Priority, one_of};
+use super::{
+    Priority,
+    fields::{Description, TagName, Text, Title},
+    one_of,
+};
 use crate::error::{ApiError, FieldError};
 
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 pub const MAX_TAGS: usize = 20;
-pub const MAX_TAG_CHARS: usize = 50;
 
 /// A complete task as sent to create (POST) or replace (PUT).
 #[derive(Debug, Clone, PartialEq)]
@@ -151,27 +152,14 @@ fn text(value: &Value) -> Result<&str, String> {
 }
 
 fn title(value: &Value) -> Result<String, String> {
-    let title = text(value)?.trim();
-    match title.chars().count() {
-        0 => Err("must not be blank".into()),
-        n if n > MAX_TITLE_CHARS => Err(format!(
-            "must be at most {MAX_TITLE_CHARS} characters (got {n})"
-        )),
-        _ => Ok(title.to_owned()),
-    }
+    Text::<Title>::parse(value).map(Text::into_inner)
 }
 
 fn description(value: &Value) -> Result<Option<String>, String> {
     if value.is_null() {
         return Ok(None);
     }
-    let description = text(value)?;
-    match description.chars().count() {
-        n if n > MAX_DESCRIPTION_CHARS => Err(format!(
-            "must be at most {MAX_DESCRIPTION_CHARS} characters (got {n})"
-        )),
-        _ => Ok(Some(description.to_owned())),
-    }
+    Text::<Description>::parse(value).map(|description| Some(description.into_inner()))
 }
 
 fn priority(value: &Value) -> Result<Priority, String> {
@@ -229,19 +217,7 @@ fn tags(value: &Value) -> Result<Vec<String>, String> {
 
 /// Tags are compared trimmed and lower-cased, in queries as in storage.
 pub fn normalize_tag(tag: &str) -> Result<String, String> {
-    if tag.contains('\0') {
-        return Err("must not contain NUL characters".into());
-    }
-    // Counted as stored: lower-casing can lengthen a tag (`İ` becomes two
-    // characters), and a stored tag must be accepted when sent back.
-    let tag = tag.trim().to_lowercase();
-    match tag.chars().count() {
-        0 => Err("must not be blank".into()),
-        n if n > MAX_TAG_CHARS => Err(format!(
-            "must be at most {MAX_TAG_CHARS} characters once lower-cased (got {n})"
-        )),
-        _ => Ok(tag),
-    }
+    Text::<TagName>::check(tag).map(Text::into_inner)
 }
 
 fn completed(value: &Value) -> Result<bool, String> {

@@ -1,13 +1,16 @@
 //! The rules about tasks: what a valid task is (`input`), and every query the
 //! API runs on them. All reads and writes are scoped to one user's rows.
 
+mod fields;
 mod input;
 mod query;
 
 pub use entity::task::search_key;
-pub use input::{
-    MAX_TAG_CHARS, TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp,
+pub use fields::{
+    Description, MAX_DESCRIPTION_CHARS, MAX_TAG_CHARS, MAX_TITLE_CHARS, TagName, Text, TextRule,
+    Title, trimmed_text_pattern,
 };
+pub use input::{MAX_TAGS, TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
 pub use query::{
     SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats,
     sweep_orphan_tags, tag_counts, toggle, update,
