@@ -372,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn the_tag_list_bound_in_the_spec_is_the_constant() {
+        let spec: serde_json::Value =
+            serde_json::from_str(&super::super::service().spec()).expect("valid JSON");
+        for body in ["NewTask", "TaskPatch"] {
+            let tags = &spec["components"]["schemas"][body]["properties"]["tags"];
+            assert_eq!(tags["maxItems"], tasks::MAX_TAGS, "{body}");
+        }
+    }
+
+    #[test]
     fn enumeration_rules_list_the_published_values() {
         assert_eq!(
             query_rule("priority").as_deref(),

@@ -33,6 +33,26 @@ pub fn trimmed_text_pattern(max_chars: usize, or_empty: bool) -> String {
     }
 }
 
+/// Text PostgreSQL can store: without NUL characters.
+pub fn without_nul(text: &str) -> Result<&str, String> {
+    if text.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
+    Ok(text)
+}
+
+/// `text` if it is not blank and holds at most `max_chars` characters;
+/// `counted` says how they were counted, for the message.
+fn within(text: String, max_chars: usize, counted: &str) -> Result<String, String> {
+    match text.chars().count() {
+        0 => Err("must not be blank".into()),
+        n if n > max_chars => Err(format!(
+            "must be at most {max_chars} characters{counted} (got {n})"
+        )),
+        _ => Ok(text),
+    }
+}
+
 /// A kind of text field: how a value is checked and how it is published.
 pub trait TextRule: Send + Sync + 'static {
     /// The name the framework quotes when a value fails to parse.
@@ -56,10 +76,7 @@ impl<R: TextRule> Text<R> {
     /// Text without NUL characters (which PostgreSQL cannot store) that
     /// passes `R`.
     pub fn check(text: &str) -> Result<Self, String> {
-        if text.contains('\0') {
-            return Err("must not contain NUL characters".into());
-        }
-        R::check(text).map(|checked| Self(checked, PhantomData))
+        R::check(without_nul(text)?).map(|checked| Self(checked, PhantomData))
     }
 
     pub fn into_inner(self) -> String {
@@ -111,14 +128,7 @@ impl TextRule for Title {
     const NAME: &'static str = "string(title)";
 
     fn check(text: &str) -> Result<String, String> {
-        let title = text.trim();
-        match title.chars().count() {
-            0 => Err("must not be blank".into()),
-            n if n > MAX_TITLE_CHARS => Err(format!(
-                "must be at most {MAX_TITLE_CHARS} characters (got {n})"
-            )),
-            _ => Ok(title.to_owned()),
-        }
+        within(text.trim().to_owned(), MAX_TITLE_CHARS, "")
     }
 
     fn schema() -> MetaSchema {
@@ -166,14 +176,11 @@ impl TextRule for TagName {
     fn check(text: &str) -> Result<String, String> {
         // Counted as stored: lower-casing can lengthen a tag (`İ` becomes two
         // characters), and a stored tag must be accepted when sent back.
-        let tag = text.trim().to_lowercase();
-        match tag.chars().count() {
-            0 => Err("must not be blank".into()),
-            n if n > MAX_TAG_CHARS => Err(format!(
-                "must be at most {MAX_TAG_CHARS} characters once lower-cased (got {n})"
-            )),
-            _ => Ok(tag),
-        }
+        within(
+            text.trim().to_lowercase(),
+            MAX_TAG_CHARS,
+            " once lower-cased",
+        )
     }
 
     fn schema() -> MetaSchema {

@@ -11,7 +11,7 @@ use poem_openapi::types::ParseFromJSON;
 
 use super::{
     Priority,
-    fields::{Description, TagName, Text, Title},
+    fields::{Description, TagName, Text, Title, without_nul},
     one_of,
 };
 use crate::error::{ApiError, FieldError};
@@ -144,11 +144,7 @@ impl<'a> Fields<'a> {
 
 /// A string without NUL characters, which PostgreSQL cannot store.
 fn text(value: &Value) -> Result<&str, String> {
-    let text = value.as_str().ok_or("must be a string")?;
-    if text.contains('\0') {
-        return Err("must not contain NUL characters".into());
-    }
-    Ok(text)
+    without_nul(value.as_str().ok_or("must be a string")?)
 }
 
 fn title(value: &Value) -> Result<String, String> {
