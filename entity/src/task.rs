@@ -1,7 +1,10 @@
 use sea_orm::entity::prelude::*;
 
-/// Stored as its rank so that sorting by priority is a plain column sort.
+/// How important a task is; sorts `low` < `medium` < `high`.
+// Stored as its rank so that sorting by priority is a plain column sort.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
 #[sea_orm(rs_type = "i32", db_type = "Integer")]
 pub enum Priority {
     Low = 0,

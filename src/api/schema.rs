@@ -223,7 +223,7 @@ impl From<TaskWithTags> for Task {
             title: task.title,
             description: task.description.into(),
             completed: task.completed,
-            priority: task.priority.into(),
+            priority: task.priority,
             due_date: task.due_date.map(Timestamp).into(),
             tags,
             created_at: Timestamp(task.created_at),

@@ -5,7 +5,7 @@ mod fields;
 mod input;
 mod query;
 
-pub use entity::task::search_key;
+pub use entity::{Priority, task::search_key};
 pub use fields::{
     Description, MAX_DESCRIPTION_CHARS, MAX_TAG_CHARS, MAX_TITLE_CHARS, TagName, Text, TextRule,
     Title, trimmed_text_pattern,
@@ -36,35 +36,6 @@ pub fn one_of<T: Type>() -> String {
     match values.as_slice() {
         [first, second] => format!("must be {first} or {second}"),
         _ => format!("must be one of {}", values.join(", ")),
-    }
-}
-
-/// How important a task is; sorts `low` < `medium` < `high`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum Priority {
-    Low,
-    Medium,
-    High,
-}
-
-impl From<entity::Priority> for Priority {
-    fn from(priority: entity::Priority) -> Self {
-        match priority {
-            entity::Priority::Low => Self::Low,
-            entity::Priority::Medium => Self::Medium,
-            entity::Priority::High => Self::High,
-        }
-    }
-}
-
-impl From<Priority> for entity::Priority {
-    fn from(priority: Priority) -> Self {
-        match priority {
-            Priority::Low => Self::Low,
-            Priority::Medium => Self::Medium,
-            Priority::High => Self::High,
-        }
     }
 }
 

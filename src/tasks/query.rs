@@ -135,7 +135,7 @@ pub async fn update(
             );
     }
     if let Some(priority) = changes.priority {
-        update = update.col_expr(C::Priority, Expr::val(entity::Priority::from(priority)));
+        update = update.col_expr(C::Priority, Expr::val(priority));
     }
     if let Some(due_date) = changes.due_date {
         update = update.col_expr(C::DueDate, Expr::val(due_date));
@@ -432,7 +432,7 @@ fn matching(
         StatusFilter::Completed => query = query.filter(C::Completed.eq(true)),
     }
     if let Some(priority) = filter.priority {
-        query = query.filter(C::Priority.eq(entity::Priority::from(priority)));
+        query = query.filter(C::Priority.eq(priority));
     }
     if let Some(tag) = &filter.tag {
         let tagged = Query::select()
