@@ -69,7 +69,7 @@ pub async fn create(
         description_search: Set(draft.description.as_deref().map(search_key)),
         description: Set(draft.description),
         completed: Set(completed),
-        priority: Set(draft.priority.into()),
+        priority: Set(draft.priority),
         due_date: Set(draft.due_date),
         completed_at: Set(completed.then_some(now)),
         created_at: Set(now),
