@@ -2,12 +2,14 @@ use sea_orm::entity::prelude::*;
 
 /// How important a task is; sorts `low` < `medium` < `high`.
 // Stored as its rank so that sorting by priority is a plain column sort.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
 #[sea_orm(rs_type = "i32", db_type = "Integer")]
 pub enum Priority {
     Low = 0,
+    /// What a task gets when none is given.
+    #[default]
     Medium = 1,
     High = 2,
 }

@@ -2,6 +2,7 @@
 //! that produces both the routes and the published OpenAPI document.
 
 mod account;
+mod body;
 pub mod document;
 mod health;
 pub mod problems;

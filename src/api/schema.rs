@@ -1,52 +1,37 @@
 //! Wire types: what the frontend sends and receives. Their doc comments are
 //! the descriptions in the published OpenAPI document.
 
-use std::{borrow::Cow, marker::PhantomData};
+use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::{
     Object,
-    error::ParseRequestPayloadError,
-    payload::{Json, ParsePayload, Payload},
     registry::{MetaSchema, MetaSchemaRef, Registry},
-    types::{Example, ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
+    types::{
+        Example, MaybeUndefined, ParseError, ParseFromJSON, ParseFromParameter, ParseResult,
+        ToJSON, Type,
+    },
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::tasks::{self, Description, Priority, TagName, TaskWithTags, Text, TextRule, Title};
+use crate::tasks::{
+    self, Description, FieldValue, Priority, TagList, TaskWithTags, Text, TextRule, Title,
+    inline_type,
+};
 
 /// An instant, always rendered in UTC with a `Z` suffix and at most
 /// microsecond precision, e.g. `2026-11-22T10:00:00Z`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp(pub DateTime<Utc>);
 
-impl Type for Timestamp {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "string_date-time".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        // No example here: Swagger UI would pre-fill the optional `due_before`
-        // and `due_after` filters with it. Properties get theirs from their
-        // schema's example.
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+// No example in the schema: Swagger UI would pre-fill the optional
+// `due_before` and `due_after` filters with it. Properties get theirs from
+// their schema's example.
+inline_type!(
+    [] Timestamp,
+    "string_date-time",
+    MetaSchema::new_with_format("string", "date-time")
+);
 
 impl ToJSON for Timestamp {
     fn to_json(&self) -> Option<Value> {
@@ -62,6 +47,15 @@ impl ParseFromJSON for Timestamp {
             Some(Value::String(text)) => Self::parse_from_parameter(&text),
             other => Err(ParseError::expected_type(other.unwrap_or_default())),
         }
+    }
+}
+
+impl FieldValue for Timestamp {
+    fn read(value: &Value) -> Result<Self, String> {
+        let text = tasks::without_nul(value.as_str().ok_or("must be a string")?)?;
+        tasks::parse_timestamp(text)
+            .map(Self)
+            .ok_or_else(|| tasks::TIMESTAMP_RULE.into())
     }
 }
 
@@ -136,54 +130,6 @@ impl<T> From<Option<T>> for Nullable<T> {
     }
 }
 
-/// A JSON request body kept as raw JSON for the `tasks` module to validate,
-/// so that a field of the wrong type is a 422 naming that field instead of
-/// the framework's first-error 400. The published schema is `T`'s; bodies
-/// that are empty or not JSON at all are still a 400.
-pub struct JsonBody<T> {
-    pub value: Value,
-    schema: PhantomData<fn() -> T>,
-}
-
-impl<T: Type> Payload for JsonBody<T> {
-    const CONTENT_TYPE: &'static str = Json::<T>::CONTENT_TYPE;
-
-    fn check_content_type(content_type: &str) -> bool {
-        Json::<T>::check_content_type(content_type)
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-}
-
-impl<T: Type> ParsePayload for JsonBody<T> {
-    const IS_REQUIRED: bool = true;
-
-    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let bytes = Vec::<u8>::from_request(request, body).await?;
-        if bytes.is_empty() {
-            return Err(ParseRequestPayloadError {
-                reason: "the body is empty".into(),
-            }
-            .into());
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|err| ParseRequestPayloadError {
-            reason: err.to_string(),
-        })?;
-        Ok(Self {
-            value,
-            schema: PhantomData,
-        })
-    }
-}
-
-poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type);
-
 /// A task, as every task endpoint returns it.
 #[derive(Debug, Clone, Object)]
 #[oai(example)]
@@ -249,8 +195,7 @@ pub struct NewTask {
     pub due_date: Option<Timestamp>,
     /// Up to 20 tags of 1 to 50 characters once trimmed and lower-cased (a few
     /// letters, such as `İ`, lower-case to two); duplicates collapse.
-    #[oai(validator(max_items = 20))]
-    pub tags: Option<Vec<Text<TagName>>>,
+    pub tags: Option<TagList>,
 }
 
 /// A full replacement of a task: absent optional fields are reset to their
@@ -274,15 +219,14 @@ pub struct TaskPatch {
     pub title: Option<Text<Title>>,
     /// Up to 1000 characters; `null` clears it.
     #[oai(nullable)]
-    pub description: Option<Text<Description>>,
+    pub description: MaybeUndefined<Text<Description>>,
     /// New priority.
     pub priority: Option<Priority>,
     /// New due date; `null` clears it.
     #[oai(nullable)]
-    pub due_date: Option<Timestamp>,
+    pub due_date: MaybeUndefined<Timestamp>,
     /// Replaces all of the task's tags.
-    #[oai(validator(max_items = 20))]
-    pub tags: Option<Vec<Text<TagName>>>,
+    pub tags: Option<TagList>,
     /// Completion state; completing sets `completed_at`, reopening clears it.
     pub completed: Option<bool>,
 }
@@ -401,6 +345,14 @@ fn at(text: &str) -> Timestamp {
     Timestamp(text.parse().expect("a valid example timestamp"))
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the examples are constants; a bad one fails every document test"
+)]
+fn tags(names: &[&str]) -> TagList {
+    TagList::read(&json!(names)).expect("valid example tags")
+}
+
 impl Example for Task {
     fn example() -> Self {
         Self {
@@ -426,7 +378,7 @@ impl Example for NewTask {
             description: Some(text("Quarterly numbers")),
             priority: Some(Priority::High),
             due_date: Some(at("2026-12-01T17:00:00Z")),
-            tags: Some(vec![text("work"), text("q4")]),
+            tags: Some(tags(&["work", "q4"])),
         }
     }
 }
@@ -444,10 +396,10 @@ impl Example for TaskPatch {
     fn example() -> Self {
         Self {
             title: Some(text("Write the Q4 report")),
-            description: Some(text("Numbers for the board")),
+            description: MaybeUndefined::Value(text("Numbers for the board")),
             priority: Some(Priority::Low),
-            due_date: Some(at("2026-12-08T17:00:00Z")),
-            tags: Some(vec![text("work")]),
+            due_date: MaybeUndefined::Value(at("2026-12-08T17:00:00Z")),
+            tags: Some(tags(&["work"])),
             completed: Some(true),
         }
     }

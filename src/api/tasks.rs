@@ -8,15 +8,16 @@ use poem_openapi::{
 
 use super::{
     ApiTags,
-    schema::{JsonBody, NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
+    body::JsonBody,
+    schema::{NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
     security::BearerAuth,
 };
 use crate::{
     error::ApiError,
     state::AppState,
     tasks::{
-        self, DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, MAX_TAG_CHARS,
-        Priority, SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter,
+        self, Offset, PageSize, Priority, SearchText, SortField, SortOrder, StatusFilter,
+        TagFilter, TaskChanges, TaskDraft, TaskFilter,
     },
 };
 
@@ -57,27 +58,21 @@ enum DeletedTask {
 }
 
 /// What a valid value of each `listTasks` query parameter looks like, for the
-/// 422 that names it (the framework's own messages quote types and regexes).
+/// 422 that names it (the framework's own messages quote types and regexes),
+/// from the parameter's type.
 pub fn query_rule(parameter: &str) -> Option<String> {
     Some(match parameter {
         "status" => tasks::one_of::<StatusFilter>(),
         "priority" => tasks::one_of::<Priority>(),
         "sort" => tasks::one_of::<SortField>(),
         "order" => tasks::one_of::<SortOrder>(),
-        "limit" => format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-        "offset" => format!("must be a whole number from 0 to {MAX_OFFSET}"),
-        "tag" => format!(
-            "must be at most {MAX_TAG_CHARS} characters once trimmed and lower-cased, \
-             without NUL characters"
-        ),
-        "q" => format!("must be at most {MAX_SEARCH_CHARS} characters, without NUL characters"),
+        "limit" => PageSize::rule(),
+        "offset" => Offset::rule(),
+        "tag" => TagFilter::rule(),
+        "q" => SearchText::rule(),
         "due_before" | "due_after" => tasks::TIMESTAMP_RULE.into(),
         _ => return None,
     })
-}
-
-fn default_limit() -> u64 {
-    DEFAULT_PAGE_SIZE
 }
 
 #[OpenApi(
@@ -112,14 +107,10 @@ impl TasksApi {
         priority: Query<Option<Priority>>,
         /// Only tasks carrying this tag (compared trimmed and lower-cased);
         /// empty means any.
-        #[oai(validator(
-            pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000]{0,48}[^\u0000\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$"
-        ))]
-        tag: Query<Option<String>>,
+        tag: Query<Option<TagFilter>>,
         /// Case-insensitive text to find in title or description; `%`, `_`
         /// and `\` match literally.
-        #[oai(validator(max_length = 1000, pattern = r"^[^\u0000]*$"))]
-        q: Query<Option<String>>,
+        q: Query<Option<SearchText>>,
         /// Only tasks due strictly before this instant.
         due_before: Query<Option<Timestamp>>,
         /// Only tasks due at or after this instant.
@@ -131,18 +122,12 @@ impl TasksApi {
         #[oai(default)]
         order: Query<SortOrder>,
         /// Page size, 1 to 100.
-        #[oai(
-            default = "default_limit",
-            validator(minimum(value = "1"), maximum(value = "100"))
-        )]
-        limit: Query<u64>,
+        #[oai(default)]
+        limit: Query<PageSize>,
         /// Matching tasks to skip, at most 2^53 - 1 (the largest integer a
         /// JavaScript number holds exactly).
-        #[oai(
-            default,
-            validator(minimum(value = "0"), maximum(value = "9007199254740991"))
-        )]
-        offset: Query<u64>,
+        #[oai(default)]
+        offset: Query<Offset>,
     ) -> Result<Json<TaskPage>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let filter = TaskFilter {
@@ -152,11 +137,11 @@ impl TasksApi {
             due_after: due_after.0.map(|at| at.0),
             sort: sort.0,
             order: order.0,
-            limit: limit.0,
-            offset: offset.0,
-            ..TaskFilter::default()
-        }
-        .with_text(tag.0, q.0)?;
+            limit: limit.0.0,
+            offset: offset.0.0,
+            tag: tag.0.and_then(TagFilter::into_name),
+            q: q.0.and_then(SearchText::into_text),
+        };
         let (items, total) = tasks::list(&state.db.reader, &owner, &filter).await?;
         Ok(Json(TaskPage {
             items: items.into_iter().map(Task::from).collect(),
@@ -184,7 +169,7 @@ impl TasksApi {
         body: JsonBody<NewTask>,
     ) -> Result<CreatedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let draft = TaskDraft::from_json(&body.value, false)?;
+        let draft = TaskDraft::from(body.read()?);
         let task = Task::from(tasks::create(&state.db.writer, &owner, draft).await?);
         let location = format!(
             "/api/{}/tasks/{}",
@@ -238,7 +223,7 @@ impl TasksApi {
         body: JsonBody<TaskReplacement>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let changes = TaskChanges::from(TaskDraft::from_json(&body.value, true)?);
+        let changes = TaskChanges::from(body.read()?);
         let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
         Ok(Json(task.into()))
     }
@@ -263,7 +248,7 @@ impl TasksApi {
         body: JsonBody<TaskPatch>,
     ) -> Result<Json<Task>, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let changes = TaskChanges::from_json(&body.value)?;
+        let changes = TaskChanges::from(body.read()?);
         let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
         Ok(Json(task.into()))
     }
@@ -337,9 +322,11 @@ impl TasksApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::{
+        DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, MAX_TAG_CHARS,
+    };
 
-    /// poem-openapi takes validator bounds as literals only: they must say
-    /// what the constants behind the 422 messages say.
+    /// The bounds the document publishes are the constants the checks use.
     #[test]
     fn list_parameter_bounds_in_the_spec_are_the_constants() {
         let spec: serde_json::Value =

@@ -1,19 +1,84 @@
-//! The text fields of a task as a request sends them, each with its rule
-//! written once: the check whose message a 422 carries, and the schema
-//! (length, pattern) the OpenAPI document publishes, built from the same
-//! constants. `Text<Title>` is a title that passed its check.
+//! The fields of a task as a request sends them, each with its rule written
+//! once: the check whose message a 422 carries ([`FieldValue`]), and the
+//! schema (length, pattern, items) the OpenAPI document publishes, built from
+//! the same constants. `Text<Title>` is a title that passed its check.
 
-use std::{borrow::Cow, marker::PhantomData};
+use std::marker::PhantomData;
 
 use poem_openapi::{
-    registry::{MetaSchema, MetaSchemaRef},
-    types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type},
+    registry::MetaSchema,
+    types::{ParseError, ParseFromJSON, ParseResult, ToJSON},
 };
 use serde_json::Value;
+
+use super::{Priority, one_of};
+
+/// Implements poem-openapi's `Type` for a plain value whose schema is written
+/// out inline: `inline_type!([generics] Type, name, schema)`.
+macro_rules! inline_type {
+    ([$($generics:tt)*] $ty:ty, $name:expr, $schema:expr) => {
+        impl<$($generics)*> poem_openapi::types::Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                ($name).into()
+            }
+
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                poem_openapi::registry::MetaSchemaRef::Inline(Box::new($schema))
+            }
+
+            fn as_raw_value(&self) -> Option<&Self> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+                Box::new(std::iter::once(self))
+            }
+        }
+    };
+}
+pub(crate) use inline_type;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 pub const MAX_TAG_CHARS: usize = 50;
+pub const MAX_TAGS: usize = 20;
+
+/// A value a field of a request body can hold, read from its JSON with the
+/// message a 422 gives for that field when it cannot be.
+pub trait FieldValue: Sized {
+    fn read(value: &Value) -> Result<Self, String>;
+}
+
+/// `null` is no value.
+impl<T: FieldValue> FieldValue for Option<T> {
+    fn read(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Null => Ok(None),
+            value => T::read(value).map(Some),
+        }
+    }
+}
+
+impl FieldValue for bool {
+    fn read(value: &Value) -> Result<Self, String> {
+        value
+            .as_bool()
+            .ok_or_else(|| "must be true or false".into())
+    }
+}
+
+impl FieldValue for Priority {
+    fn read(value: &Value) -> Result<Self, String> {
+        Self::parse_from_json(Some(value.clone())).map_err(|_| one_of::<Self>())
+    }
+}
+
+/// The ECMA-262 pattern of text without NUL characters.
+pub const WITHOUT_NUL_PATTERN: &str = r"^[^\u0000]*$";
 
 /// What `str::trim` removes (Unicode White_Space), as the inside of a regex
 /// character class.
@@ -67,12 +132,14 @@ pub trait TextRule: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text<R>(String, PhantomData<R>);
 
-impl<R: TextRule> Text<R> {
-    /// Reads a JSON value: a string that passes [`Self::check`].
-    pub fn parse(value: &Value) -> Result<Self, String> {
+impl<R: TextRule> FieldValue for Text<R> {
+    /// A string that passes [`Self::check`].
+    fn read(value: &Value) -> Result<Self, String> {
         Self::check(value.as_str().ok_or("must be a string")?)
     }
+}
 
+impl<R: TextRule> Text<R> {
     /// Text without NUL characters (which PostgreSQL cannot store) that
     /// passes `R`.
     pub fn check(text: &str) -> Result<Self, String> {
@@ -84,33 +151,11 @@ impl<R: TextRule> Text<R> {
     }
 }
 
-impl<R: TextRule> Type for Text<R> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        R::NAME.into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(R::schema()))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+inline_type!([R: TextRule] Text<R>, R::NAME, R::schema());
 
 impl<R: TextRule> ParseFromJSON for Text<R> {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        Self::parse(&value.unwrap_or_default()).map_err(ParseError::custom)
+        Self::read(&value.unwrap_or_default()).map_err(ParseError::custom)
     }
 }
 
@@ -159,7 +204,7 @@ impl TextRule for Description {
     fn schema() -> MetaSchema {
         MetaSchema {
             max_length: Some(MAX_DESCRIPTION_CHARS),
-            pattern: Some(r"^[^\u0000]*$".into()),
+            pattern: Some(WITHOUT_NUL_PATTERN.into()),
             ..MetaSchema::new("string")
         }
     }
@@ -191,6 +236,62 @@ impl TextRule for TagName {
     }
 }
 
+/// A task's tags as sent: at most [`MAX_TAGS`] names, each a valid
+/// [`TagName`]. Duplicates count toward the limit, then collapse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagList(Vec<Text<TagName>>);
+
+impl TagList {
+    /// The names to store: normalised, unique, sorted.
+    pub fn into_names(self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.into_iter().map(Text::into_inner).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+impl FieldValue for TagList {
+    fn read(value: &Value) -> Result<Self, String> {
+        let items = value.as_array().ok_or("must be an array of strings")?;
+        if items.len() > MAX_TAGS {
+            return Err(format!(
+                "must hold at most {MAX_TAGS} tags (got {})",
+                items.len()
+            ));
+        }
+        let tags = items.iter().enumerate().map(|(index, item)| {
+            item.as_str()
+                .ok_or_else(|| "must be an array of strings".to_owned())
+                .and_then(Text::check)
+                .map_err(|e| format!("item {index} {e}"))
+        });
+        tags.collect::<Result<_, _>>().map(Self)
+    }
+}
+
+inline_type!(
+    [] TagList,
+    "array(tag)",
+    MetaSchema {
+        items: Some(Box::new(Text::<TagName>::schema_ref())),
+        max_items: Some(MAX_TAGS),
+        ..MetaSchema::new("array")
+    }
+);
+
+impl ParseFromJSON for TagList {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Self::read(&value.unwrap_or_default()).map_err(ParseError::custom)
+    }
+}
+
+impl ToJSON for TagList {
+    fn to_json(&self) -> Option<Value> {
+        Some(self.0.iter().filter_map(ToJSON::to_json).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -199,21 +300,21 @@ mod tests {
 
     #[test]
     fn a_title_is_stored_trimmed_and_must_not_be_blank_or_too_long() {
-        let title = Text::<Title>::parse(&json!("  Write report \u{3000}")).unwrap();
+        let title = Text::<Title>::read(&json!("  Write report \u{3000}")).unwrap();
         assert_eq!(title.into_inner(), "Write report");
         assert_eq!(
-            Text::<Title>::parse(&json!(" \t ")),
+            Text::<Title>::read(&json!(" \t ")),
             Err("must not be blank".into())
         );
         let long = "x".repeat(MAX_TITLE_CHARS + 1);
         assert_eq!(
-            Text::<Title>::parse(&json!(long)),
+            Text::<Title>::read(&json!(long)),
             Err(format!(
                 "must be at most {MAX_TITLE_CHARS} characters (got 201)"
             ))
         );
         assert_eq!(
-            Text::<Title>::parse(&json!(7)),
+            Text::<Title>::read(&json!(7)),
             Err("must be a string".into())
         );
         assert_eq!(
@@ -231,5 +332,24 @@ mod tests {
         // `İ` lower-cases to two characters.
         let dotted = "İ".repeat(MAX_TAG_CHARS / 2 + 1);
         assert!(Text::<TagName>::check(&dotted).is_err());
+    }
+
+    #[test]
+    fn tags_are_counted_as_sent_then_stored_unique_and_sorted() {
+        let tags = TagList::read(&json!([" Work", "q4", "WORK "])).unwrap();
+        assert_eq!(tags.into_names(), ["q4", "work"]);
+        let too_many = vec!["a"; MAX_TAGS + 1];
+        assert_eq!(
+            TagList::read(&json!(too_many)),
+            Err(format!("must hold at most {MAX_TAGS} tags (got 21)"))
+        );
+        assert_eq!(
+            TagList::read(&json!(["ok", 7])),
+            Err("item 1 must be an array of strings".into())
+        );
+        assert_eq!(
+            TagList::read(&json!("work")),
+            Err("must be an array of strings".into())
+        );
     }
 }

@@ -1,24 +1,31 @@
-//! The rules about tasks: what a valid task is (`input`), and every query the
-//! API runs on them. All reads and writes are scoped to one user's rows.
+//! The rules about tasks, each written once: what a valid field of a request
+//! is (`fields`, `params`: the check, its message and its published schema),
+//! what a write means (`input`), and every query the API runs on them. All
+//! reads and writes are scoped to one user's rows.
 
 mod fields;
 mod input;
+mod params;
 mod query;
 
 pub use entity::{Priority, task::search_key};
+pub(crate) use fields::inline_type;
 pub use fields::{
-    Description, MAX_DESCRIPTION_CHARS, MAX_TAG_CHARS, MAX_TITLE_CHARS, TagName, Text, TextRule,
-    Title, trimmed_text_pattern,
+    Description, FieldValue, MAX_DESCRIPTION_CHARS, MAX_TAG_CHARS, MAX_TAGS, MAX_TITLE_CHARS,
+    TagList, TagName, Text, TextRule, Title, WITHOUT_NUL_PATTERN, trimmed_text_pattern,
+    without_nul,
 };
-pub use input::{MAX_TAGS, TIMESTAMP_RULE, TaskChanges, TaskDraft, normalize_tag, parse_timestamp};
+pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, parse_timestamp};
+pub use params::{
+    DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, Offset, PageSize, SearchText,
+    TagFilter,
+};
 pub use query::{
     SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats,
     sweep_orphan_tags, tag_counts, toggle, update,
 };
 
 use poem_openapi::{Enum, registry::Registry, types::Type};
-
-use crate::error::{ApiError, FieldError};
 
 /// The rule a value of an enumeration breaks: "must be `asc` or `desc`",
 /// "must be one of `low`, `medium`, `high`", from the values the type itself
@@ -70,14 +77,6 @@ pub enum SortOrder {
     Desc,
 }
 
-pub const DEFAULT_PAGE_SIZE: u64 = 20;
-pub const MAX_PAGE_SIZE: u64 = 100;
-/// Largest `offset`: 2^53 - 1, the largest integer a JavaScript number holds
-/// exactly.
-pub const MAX_OFFSET: u64 = 9_007_199_254_740_991;
-/// Longest search text (`q`), in characters.
-pub const MAX_SEARCH_CHARS: usize = 1000;
-
 /// Everything `GET /tasks` can narrow, order and page by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskFilter {
@@ -122,32 +121,6 @@ impl Default for TaskFilter {
             order: SortOrder::Desc,
             limit: DEFAULT_PAGE_SIZE,
             offset: 0,
-        }
-    }
-}
-
-impl TaskFilter {
-    /// Adds the free-text filters, normalised the way stored values are.
-    pub fn with_text(mut self, tag: Option<String>, q: Option<String>) -> Result<Self, ApiError> {
-        let mut errors = Vec::new();
-        // Empty values filter nothing, as frontends send `?tag=&q=` for "any".
-        if let Some(tag) = tag.filter(|tag| !tag.trim().is_empty()) {
-            match normalize_tag(&tag) {
-                Ok(tag) => self.tag = Some(tag),
-                Err(message) => errors.push(FieldError::new("tag", message)),
-            }
-        }
-        match q {
-            Some(q) if q.contains('\0') => {
-                errors.push(FieldError::new("q", "must not contain NUL characters"));
-            }
-            Some(q) if !q.is_empty() => self.q = Some(q),
-            _ => {}
-        }
-        if errors.is_empty() {
-            Ok(self)
-        } else {
-            Err(ApiError::Validation(errors))
         }
     }
 }
