@@ -171,9 +171,10 @@ async fn sqlite_reads_are_served_while_a_write_waits_for_the_lock() {
     alice.create(json!({"title": "before"})).await;
     let lock = crate::helpers::hold_tasks_lock(Backend::Sqlite, &app.database_url).await;
 
+    app.until_writes_are_done().await;
     let write = alice.post("/tasks", json!({"title": "waited for the lock"}));
     let read = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.until_a_write_waits().await;
         let read = tokio::time::timeout(std::time::Duration::from_secs(5), alice.get("/tasks"))
             .await
             .expect("a read must not queue behind the waiting write");

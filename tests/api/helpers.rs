@@ -82,6 +82,8 @@ pub struct TestApp {
     /// A connection of the test's own, to check what the API stored.
     pub db: DatabaseConnection,
     pub database_url: String,
+    /// The app's own state, to see what its requests are doing.
+    state: todo_api::state::AppState,
     database: TestDatabase,
 }
 
@@ -134,8 +136,48 @@ impl TestApp {
             client: TestClient::new(app.endpoint),
             db,
             database_url,
+            state: app.state,
             database,
         })
+    }
+
+    /// Connections of the app's write pool that a request holds (or that
+    /// are still being returned after one).
+    fn writes_in_progress(&self) -> usize {
+        let writer = &self.state.db.writer;
+        match writer.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => {
+                let pool = writer.get_sqlite_connection_pool();
+                pool.size() as usize - pool.num_idle()
+            }
+            _ => {
+                let pool = writer.get_postgres_connection_pool();
+                pool.size() as usize - pool.num_idle()
+            }
+        }
+    }
+
+    async fn until_writes_in_progress(&self, done: impl Fn(usize) -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done(self.writes_in_progress()) {
+            assert!(std::time::Instant::now() < deadline, "{what} within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Returns once every write connection is back in the pool, so that
+    /// [`Self::until_a_write_waits`] sees only requests sent after it.
+    pub async fn until_writes_are_done(&self) {
+        self.until_writes_in_progress(|n| n == 0, "the write pool was not idle")
+            .await;
+    }
+
+    /// Returns once a request holds one of the app's write connections: with
+    /// the tasks lock held ([`hold_tasks_lock`]), it is then waiting for the
+    /// lock. A readiness signal for tests that order requests around it.
+    pub async fn until_a_write_waits(&self) {
+        self.until_writes_in_progress(|n| n > 0, "no request reached the database")
+            .await;
     }
 
     /// A signed-in user with a valid token for `id`.

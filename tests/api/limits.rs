@@ -14,7 +14,11 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{helpers::Backend, process::ServerProcess, spawn_or_skip};
+use crate::{
+    helpers::Backend,
+    process::{ServerProcess, until_read_by_server},
+    spawn_or_skip,
+};
 
 const GET_HEALTH: &str = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
@@ -255,8 +259,8 @@ async fn beyond_max_connections_new_connections_wait_until_one_is_free() {
     let mut first = connect(&server).await;
     first.write_all(GET_HEALTH.as_bytes()).await.unwrap();
     assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    // Accepted before the third: the listen queue is first in, first out.
     let _second = connect(&server).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut third = connect(&server).await;
     third.write_all(GET_HEALTH.as_bytes()).await.unwrap();
@@ -327,7 +331,8 @@ async fn sigterm_closes_idle_and_stalled_connections_at_once() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_read_by_server(&partial_head).await;
+    until_read_by_server(&partial_body).await;
 
     let started = Instant::now();
     server.stop().await;
@@ -417,9 +422,10 @@ async fn beyond_max_requests_in_flight_a_request_waits_for_a_slot_then_is_served
         .await;
     let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
 
+    app.until_writes_are_done().await;
     let first = alice.post("/tasks", serde_json::json!({"title": "first in"}));
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.until_a_write_waits().await;
         let mut list = std::pin::pin!(alice.get("/tasks"));
         let early = tokio::time::timeout(Duration::from_millis(300), &mut list).await;
         assert!(early.is_err(), "served while the only slot was taken");

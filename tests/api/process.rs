@@ -124,3 +124,26 @@ pub async fn send(request: reqwest::RequestBuilder) -> HttpReply {
         body,
     }
 }
+
+/// Waits until the server has read everything the client sent on one
+/// connection (the receive queue of its socket, in `/proc/net/tcp`, is
+/// empty): the request is in the server's hands.
+pub async fn until_read_by_server(client: &tokio::net::TcpStream) {
+    let server_port = client.peer_addr().unwrap().port();
+    let client_port = client.local_addr().unwrap().port();
+    let endpoint = |port: u16| format!(":{port:04X}");
+    let (local, remote) = (endpoint(server_port), endpoint(client_port));
+    for _ in 0..200 {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let unread = table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[1].ends_with(&local) && fields[2].ends_with(&remote))
+                .then(|| fields[4].split(':').nth(1).unwrap_or("?").to_owned())
+        });
+        if unread.as_deref() == Some("00000000") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server did not read the request");
+}

@@ -18,6 +18,7 @@ use tokio::{
 };
 
 use crate::helpers::{Backend, SECRET, free_port};
+use crate::process::until_read_by_server;
 use crate::spawn_or_skip;
 
 /// One HTTP/1.1 request on a fresh connection; returns the raw response.
@@ -37,27 +38,6 @@ async fn wait_until_listening(port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the server did not start listening");
-}
-
-/// Waits until the server has read everything the client sent on one
-/// connection (the receive queue of its socket, in `/proc/net/tcp`, is
-/// empty): the request is in the server's hands.
-async fn wait_until_read_by_server(server_port: u16, client_port: u16) {
-    let endpoint = |port: u16| format!(":{port:04X}");
-    let (local, remote) = (endpoint(server_port), endpoint(client_port));
-    for _ in 0..200 {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        let unread = table.lines().skip(1).find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields[1].ends_with(&local) && fields[2].ends_with(&remote))
-                .then(|| fields[4].split(':').nth(1).unwrap_or("?").to_owned())
-        });
-        if unread.as_deref() == Some("00000000") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the server did not read the request");
 }
 
 /// Waits until the server stops accepting connections, as it does first
@@ -96,7 +76,6 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(back
     let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let body = json!({"title": "in flight"}).to_string();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let client_port = stream.local_addr().unwrap().port();
     stream
         .write_all(
             format!(
@@ -109,12 +88,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_every_request_is_logged(back
         )
         .await
         .unwrap();
+    until_read_by_server(&stream).await;
     let in_flight = tokio::spawn(async move {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response
     });
-    wait_until_read_by_server(port, client_port).await;
     let terminated = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
