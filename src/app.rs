@@ -61,6 +61,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         verifier: Arc::new(verifier),
         users: Arc::new(KnownUsers::default()),
         write_health: Arc::default(),
+        require_if_match: config.require_if_match,
     };
     tokio::spawn(sweep_orphan_tags_forever(state.db.writer.clone()));
     let limits = RequestLimits {

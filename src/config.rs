@@ -115,6 +115,12 @@ pub struct Config {
           value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
+    /// Refuse PUT, PATCH, DELETE and toggle without `If-Match` (428), so no
+    /// client can overwrite a change it has not seen.
+    #[arg(long, env = "REQUIRE_IF_MATCH", default_value = "false", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub require_if_match: bool,
+
     /// Apply pending migrations at startup.
     #[arg(long, env = "RUN_MIGRATIONS", default_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
@@ -156,6 +162,7 @@ impl Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             cors_origins: vec!["http://localhost:3000".into()],
+            require_if_match: false,
             run_migrations: true,
             log_format: LogFormat::Pretty,
         }

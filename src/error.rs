@@ -16,7 +16,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none, example)]
 pub struct Problem {
-    /// Always `about:blank`: the HTTP status says what kind of problem this is.
+    /// `about:blank` when the HTTP status says what kind of problem this is;
+    /// otherwise a URI reference naming it, such as
+    /// `/problems/precondition-failed`.
     #[oai(rename = "type")]
     pub kind: String,
     /// The HTTP status phrase, e.g. `Unprocessable Entity`.
@@ -27,6 +29,9 @@ pub struct Problem {
     pub detail: String,
     /// One entry per invalid field; present on 422 responses only.
     pub errors: Option<Vec<FieldError>>,
+    /// On a 412: the task's version now stored (its `ETag` unquoted). Read
+    /// the task again, merge, and retry with `If-Match` set to it.
+    pub current_version: Option<i64>,
 }
 
 /// One invalid input field.
@@ -47,6 +52,7 @@ impl Example for Problem {
             status: 422,
             detail: "the request has invalid fields".into(),
             errors: Some(vec![FieldError::example()]),
+            current_version: None,
         }
     }
 }
@@ -86,6 +92,12 @@ pub enum ApiError {
     DeadlineExceeded(std::time::Duration),
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
+    /// `If-Match` named none of the task's current version; nothing changed.
+    #[error("the task has changed since you read it: it is now version {current_version}")]
+    PreconditionFailed { current_version: i64 },
+    /// `REQUIRE_IF_MATCH` is on and the write did not send `If-Match`.
+    #[error("this server requires `If-Match` with the version you read (its `ETag`)")]
+    PreconditionRequired,
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     /// No key set has been fetched from the auth server yet, so no token can be checked.
@@ -117,6 +129,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -128,13 +142,21 @@ impl ApiError {
     /// The problem document this error is answered with.
     pub fn problem(&self) -> Problem {
         let status = self.status();
+        let kind = match self {
+            Self::PreconditionFailed { .. } => "/problems/precondition-failed",
+            _ => "about:blank",
+        };
         Problem {
-            kind: "about:blank".into(),
+            kind: kind.into(),
             title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
             detail: self.to_string(),
             errors: match self {
                 Self::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+            current_version: match self {
+                Self::PreconditionFailed { current_version } => Some(*current_version),
                 _ => None,
             },
         }

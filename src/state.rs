@@ -13,4 +13,7 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     pub users: Arc<KnownUsers>,
     pub write_health: Arc<db::WriteHealth>,
+    /// `REQUIRE_IF_MATCH`: writes to a task must say which version they
+    /// change.
+    pub require_if_match: bool,
 }

@@ -35,6 +35,8 @@ pub struct Model {
     pub description_search: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// 1 when created, +1 on every change: the task's entity tag.
+    pub version: i64,
     #[sea_orm(belongs_to, from = "user_id", to = "id", on_delete = "Cascade")]
     pub user: BelongsTo<super::user::Entity>,
     #[sea_orm(has_many, via = "task_tag")]

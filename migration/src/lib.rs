@@ -12,6 +12,7 @@ mod m20261203_000005_list_order_indexes;
 mod m20261203_000006_search_trigram_indexes;
 mod m20261203_000007_due_date_desc_index;
 mod m20261203_000008_sqlite_search_index;
+mod m20261205_000001_task_versions;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_search_trigram_indexes::Migration),
             Box::new(m20261203_000007_due_date_desc_index::Migration),
             Box::new(m20261203_000008_sqlite_search_index::Migration),
+            Box::new(m20261205_000001_task_versions::Migration),
         ]
     }
 }

@@ -49,12 +49,17 @@ pub fn document() -> Value {
     hoist_all_of_annotations(&mut document);
     describe_success_responses(&mut document);
     if let Some(schemas) = document.pointer_mut("/components/schemas") {
-        for schema in schemas
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|s| s.values_mut())
-        {
-            property_examples_from_schema_example(schema);
+        for (name, schema) in schemas.as_object_mut().into_iter().flatten() {
+            // A problem's members show in different statuses' examples
+            // (`errors` on a 422, `current_version` on a 412).
+            let more_examples = match name.as_str() {
+                "Problem" => ErrorStatus::ALL
+                    .into_iter()
+                    .filter_map(ErrorStatus::example_problem)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            property_examples_from_schema_example(schema, &more_examples);
         }
     }
     document
@@ -156,7 +161,10 @@ fn plain_json_media_type(operation: &mut Map<String, Value>) {
     }
 }
 
-/// `LOCATION` → `Location`, `X-REQUEST-ID` → `X-Request-Id`.
+/// Header names whose registered spelling is not one capital per word.
+const HEADER_SPELLINGS: &[&str] = &["ETag"];
+
+/// `LOCATION` → `Location`, `X-REQUEST-ID` → `X-Request-Id`, `ETAG` → `ETag`.
 fn canonical_header_names(operation: &mut Map<String, Value>) {
     let responses = operation
         .get_mut("responses")
@@ -170,7 +178,12 @@ fn canonical_header_names(operation: &mut Map<String, Value>) {
         *headers = std::mem::take(headers)
             .into_iter()
             .map(|(name, header)| {
-                let canonical = if name.chars().any(|c| c.is_ascii_lowercase()) {
+                let spelled = HEADER_SPELLINGS
+                    .iter()
+                    .find(|spelling| spelling.eq_ignore_ascii_case(&name));
+                let canonical = if let Some(spelling) = spelled {
+                    (*spelling).to_owned()
+                } else if name.chars().any(|c| c.is_ascii_lowercase()) {
                     name
                 } else {
                     name.split('-')
@@ -252,17 +265,24 @@ fn link_created_task(document: &mut Value) {
     });
 }
 
-fn property_examples_from_schema_example(schema: &mut Value) {
-    let Some(example) = schema.get("example").cloned() else {
-        return;
-    };
+/// Each property's example: its value in the schema's example, else in the
+/// first of `more_examples` that has one.
+fn property_examples_from_schema_example(schema: &mut Value, more_examples: &[Value]) {
+    let examples: Vec<Value> = schema
+        .get("example")
+        .cloned()
+        .into_iter()
+        .chain(more_examples.iter().cloned())
+        .collect();
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
     for (name, property) in properties {
-        if let (Some(value), Some(property)) = (example.get(name), property.as_object_mut())
-            && !value.is_null()
-        {
+        let value = examples
+            .iter()
+            .filter_map(|example| example.get(name))
+            .find(|value| !value.is_null());
+        if let (Some(value), Some(property)) = (value, property.as_object_mut()) {
             property.insert("example".into(), value.clone());
         }
     }

@@ -3,6 +3,7 @@
 
 mod account;
 mod body;
+mod conditions;
 pub mod document;
 mod health;
 pub mod problems;

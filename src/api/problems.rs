@@ -19,7 +19,7 @@ use poem_openapi::{
 };
 use sea_orm::DbErr;
 
-use super::query_rule;
+use super::{conditions::header_rule, query_rule};
 use crate::{
     config::MAX_BODY_BYTES,
     error::{ApiError, FieldError, PROBLEM_JSON, Problem},
@@ -35,7 +35,9 @@ pub enum ErrorStatus {
     NotFound = 404,
     RequestTimeout = 408,
     PayloadTooLarge = 413,
+    PreconditionFailed = 412,
     Unprocessable = 422,
+    PreconditionRequired = 428,
     Unavailable = 503,
 }
 
@@ -52,11 +54,15 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
         &[Unauthorized, Forbidden, Unprocessable, Unavailable],
     ),
     ("createTask", WRITES_WITH_BODY),
-    ("getTask", ONE_TASK),
-    ("replaceTask", WRITES_ONE_TASK_WITH_BODY),
-    ("updateTask", WRITES_ONE_TASK_WITH_BODY),
-    ("deleteTask", ONE_TASK),
-    ("toggleTask", ONE_TASK),
+    // 400: a malformed `If-None-Match`.
+    (
+        "getTask",
+        &[BadRequest, Unauthorized, Forbidden, NotFound, Unavailable],
+    ),
+    ("replaceTask", CONDITIONAL_WRITES_WITH_BODY),
+    ("updateTask", CONDITIONAL_WRITES_WITH_BODY),
+    ("deleteTask", CONDITIONAL_WRITES),
+    ("toggleTask", CONDITIONAL_WRITES),
     ("getStats", &[Unauthorized, Forbidden, Unavailable]),
     ("listTags", &[Unauthorized, Forbidden, Unavailable]),
     // 404: the user row can be gone by the time it is read (deleted
@@ -65,8 +71,17 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     ("health", &[Unavailable]),
 ];
 
-/// An operation on one task named in the path.
-const ONE_TASK: &[ErrorStatus] = &[Unauthorized, Forbidden, NotFound, Unavailable];
+/// A write to one task named in the path, made under its `If-Match`
+/// (400 when malformed, 412 when no version matches, 428 when required).
+const CONDITIONAL_WRITES: &[ErrorStatus] = &[
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unavailable,
+];
 
 /// A write with a JSON body (which can be malformed, slow or too large, and
 /// carry invalid fields).
@@ -80,15 +95,17 @@ const WRITES_WITH_BODY: &[ErrorStatus] = &[
     Unavailable,
 ];
 
-/// A write with a JSON body to one task named in the path.
-const WRITES_ONE_TASK_WITH_BODY: &[ErrorStatus] = &[
+/// A conditional write with a JSON body to one task named in the path.
+const CONDITIONAL_WRITES_WITH_BODY: &[ErrorStatus] = &[
     BadRequest,
     RequestTimeout,
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
     NotFound,
+    PreconditionFailed,
     Unprocessable,
+    PreconditionRequired,
     Unavailable,
 ];
 
@@ -132,14 +149,16 @@ pub fn is_declared(operation: &str, status: StatusCode) -> bool {
 }
 
 impl ErrorStatus {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         BadRequest,
         Unauthorized,
         Forbidden,
         NotFound,
         RequestTimeout,
         PayloadTooLarge,
+        PreconditionFailed,
         Unprocessable,
+        PreconditionRequired,
         Unavailable,
     ];
 
@@ -165,7 +184,9 @@ impl ErrorStatus {
             PayloadTooLarge => ApiError::PayloadTooLarge {
                 limit: MAX_BODY_BYTES,
             },
+            PreconditionFailed => ApiError::PreconditionFailed { current_version: 8 },
             Unprocessable => ApiError::Validation(vec![FieldError::example()]),
+            PreconditionRequired => ApiError::PreconditionRequired,
             Unavailable => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
         }
     }
@@ -179,7 +200,7 @@ impl ErrorStatus {
     fn description(self) -> &'static str {
         match self {
             BadRequest => {
-                "Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`."
+                "Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags."
             }
             Unauthorized => "Missing, malformed, expired or wrongly signed bearer token.",
             Forbidden => "The `user_id` in the path is not the token's subject.",
@@ -190,7 +211,13 @@ impl ErrorStatus {
                 "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed."
             }
             PayloadTooLarge => "The request body is over 64 KiB; the connection is closed.",
+            PreconditionFailed => {
+                "`If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it."
+            }
             Unprocessable => "Well-formed but invalid input; `errors` lists each bad field.",
+            PreconditionRequired => {
+                "This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read."
+            }
             Unavailable => {
                 "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later."
             }
@@ -293,6 +320,9 @@ pub async fn problem_for(err: poem::Error) -> Response {
 impl From<poem::Error> for ApiError {
     fn from(err: poem::Error) -> Self {
         if let Some(e) = err.downcast_ref::<ParseParamError>() {
+            if let Some(rule) = header_rule(e.name) {
+                return Self::BadRequest(format!("the `{}` header {rule}", e.name));
+            }
             let rule = query_rule(e.name);
             return Self::invalid(e.name, rule.unwrap_or_else(|| e.reason.clone()));
         }

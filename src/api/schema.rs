@@ -159,6 +159,10 @@ pub struct Task {
     /// When the task was completed; `null` while it is pending.
     #[oai(nullable)]
     pub completed_at: Nullable<Timestamp>,
+    /// 1 when created, +1 on every change. The response's `ETag` is this
+    /// number quoted; send it in `If-Match` so a write cannot overwrite a
+    /// change you have not seen.
+    pub version: i64,
 }
 
 impl From<TaskWithTags> for Task {
@@ -175,6 +179,7 @@ impl From<TaskWithTags> for Task {
             created_at: Timestamp(task.created_at),
             updated_at: Timestamp(task.updated_at),
             completed_at: task.completed_at.map(Timestamp).into(),
+            version: task.version,
         }
     }
 }
@@ -367,6 +372,7 @@ impl Example for Task {
             created_at: at("2026-11-22T10:00:00Z"),
             updated_at: at("2026-11-28T16:30:00Z"),
             completed_at: Nullable(Some(at("2026-11-28T16:30:00Z"))),
+            version: 3,
         }
     }
 }

@@ -2,13 +2,14 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
 
 use super::{
     ApiTags,
     body::JsonBody,
+    conditions::{EntityTags, etag, write_condition},
     schema::{NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
     security::BearerAuth,
 };
@@ -17,7 +18,7 @@ use crate::{
     state::AppState,
     tasks::{
         self, Offset, PageSize, Priority, SearchText, SortField, SortOrder, StatusFilter,
-        TagFilter, TaskChanges, TaskDraft, TaskFilter,
+        TagFilter, TaskChanges, TaskDraft, TaskFilter, TaskWithTags,
     },
 };
 
@@ -46,6 +47,48 @@ enum CreatedTask {
         Json<Task>,
         /// Path of the new task: `/api/{user_id}/tasks/{id}`.
         #[oai(header = "Location")]
+        String,
+        /// The task's version, quoted: send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum OneTask {
+    /// The task as it now is.
+    #[oai(status = 200)]
+    Ok(
+        Json<Task>,
+        /// The task's version, quoted: send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+impl From<TaskWithTags> for OneTask {
+    fn from(task: TaskWithTags) -> Self {
+        let tag = etag(task.task.version);
+        Self::Ok(Json(task.into()), tag)
+    }
+}
+
+#[derive(ApiResponse)]
+enum ReadTask {
+    /// The task.
+    #[oai(status = 200)]
+    Ok(
+        Json<Task>,
+        /// The task's version, quoted: send it back in `If-Match`, or in
+        /// `If-None-Match` to read it again only if it changed.
+        #[oai(header = "ETag")]
+        String,
+    ),
+    /// The task is still at the version `If-None-Match` named; no body.
+    #[oai(status = 304)]
+    NotModified(
+        /// The task's version, quoted.
+        #[oai(header = "ETag")]
         String,
     ),
 }
@@ -170,13 +213,14 @@ impl TasksApi {
     ) -> Result<CreatedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let draft = TaskDraft::from(body.read()?);
-        let task = Task::from(tasks::create(&state.db.writer, &owner, draft).await?);
+        let task = tasks::create(&state.db.writer, &owner, draft).await?;
+        let tag = etag(task.task.version);
         let location = format!(
             "/api/{}/tasks/{}",
             utf8_percent_encode(owner.id(), PATH_SEGMENT),
-            task.id
+            task.task.id
         );
-        Ok(CreatedTask::Created(Json(task), location))
+        Ok(CreatedTask::Created(Json(task.into()), location, tag))
     }
 
     /// Get a task
@@ -196,10 +240,18 @@ impl TasksApi {
         user_id: Path<String>,
         /// The task's id.
         task_id: Path<i64>,
-    ) -> Result<Json<Task>, ApiError> {
+        /// `304` without a body if the task is still at one of these
+        /// versions (`ETag`s; `W/"7"` matches `"7"`).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<EntityTags>>,
+    ) -> Result<ReadTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let task = tasks::get(&state.db.reader, &owner, task_id.0).await?;
-        Ok(Json(task.into()))
+        let tag = etag(task.task.version);
+        Ok(match if_none_match.0 {
+            Some(tags) if tags.matches_weakly(task.task.version) => ReadTask::NotModified(tag),
+            _ => ReadTask::Ok(Json(task.into()), tag),
+        })
     }
 
     /// Replace a task
@@ -221,11 +273,16 @@ impl TasksApi {
         /// The task's id.
         task_id: Path<i64>,
         body: JsonBody<TaskReplacement>,
-    ) -> Result<Json<Task>, ApiError> {
+        /// Change the task only at one of these versions (`ETag`s, e.g.
+        /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<EntityTags>>,
+    ) -> Result<OneTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from(body.read()?);
-        let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
-        Ok(Json(task.into()))
+        let expected = write_condition(&state, if_match.0.as_ref())?;
+        let task = tasks::update(&state.db.writer, &owner, task_id.0, &expected, changes).await?;
+        Ok(task.into())
     }
 
     /// Update some fields of a task
@@ -246,11 +303,16 @@ impl TasksApi {
         /// The task's id.
         task_id: Path<i64>,
         body: JsonBody<TaskPatch>,
-    ) -> Result<Json<Task>, ApiError> {
+        /// Change the task only at one of these versions (`ETag`s, e.g.
+        /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<EntityTags>>,
+    ) -> Result<OneTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let changes = TaskChanges::from(body.read()?);
-        let task = tasks::update(&state.db.writer, &owner, task_id.0, changes).await?;
-        Ok(Json(task.into()))
+        let expected = write_condition(&state, if_match.0.as_ref())?;
+        let task = tasks::update(&state.db.writer, &owner, task_id.0, &expected, changes).await?;
+        Ok(task.into())
     }
 
     /// Delete a task
@@ -270,9 +332,14 @@ impl TasksApi {
         user_id: Path<String>,
         /// The task's id.
         task_id: Path<i64>,
+        /// Change the task only at one of these versions (`ETag`s, e.g.
+        /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<EntityTags>>,
     ) -> Result<DeletedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        tasks::delete(&state.db.writer, &owner, task_id.0).await?;
+        let expected = write_condition(&state, if_match.0.as_ref())?;
+        tasks::delete(&state.db.writer, &owner, task_id.0, &expected).await?;
         Ok(DeletedTask::Deleted)
     }
 
@@ -292,10 +359,15 @@ impl TasksApi {
         user_id: Path<String>,
         /// The task's id.
         task_id: Path<i64>,
-    ) -> Result<Json<Task>, ApiError> {
+        /// Change the task only at one of these versions (`ETag`s, e.g.
+        /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<EntityTags>>,
+    ) -> Result<OneTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let task = tasks::toggle(&state.db.writer, &owner, task_id.0).await?;
-        Ok(Json(task.into()))
+        let expected = write_condition(&state, if_match.0.as_ref())?;
+        let task = tasks::toggle(&state.db.writer, &owner, task_id.0, &expected).await?;
+        Ok(task.into())
     }
 
     /// Task counts

@@ -44,6 +44,18 @@ impl From<TaskDraft> for TaskChanges {
     }
 }
 
+/// Which stored versions of a task a write may change: the `If-Match`
+/// condition, checked in the write's own statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IfVersion {
+    /// Whichever version is stored (no `If-Match`, or `If-Match: *`).
+    #[default]
+    Any,
+    /// Only one of these; none at all when every tag sent was weak or not a
+    /// version.
+    OneOf(Vec<i64>),
+}
+
 /// What a valid timestamp looks like, for the 422 that rejects one.
 pub const TIMESTAMP_RULE: &str = "must be an RFC 3339 date-time such as `2026-12-01T17:00:00Z`, \
      between years 0001 and 9999 in UTC";

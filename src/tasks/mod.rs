@@ -15,7 +15,7 @@ pub use fields::{
     TagList, TagName, Text, TextRule, Title, WITHOUT_NUL_PATTERN, trimmed_text_pattern,
     without_nul,
 };
-pub use input::{TIMESTAMP_RULE, TaskChanges, TaskDraft, parse_timestamp};
+pub use input::{IfVersion, TIMESTAMP_RULE, TaskChanges, TaskDraft, parse_timestamp};
 pub use params::{
     DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, Offset, PageSize, SearchText,
     TagFilter,

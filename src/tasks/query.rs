@@ -16,7 +16,9 @@ use sea_orm::{
     },
 };
 
-use super::{SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key};
+use super::{
+    IfVersion, SortField, SortOrder, StatusFilter, TaskChanges, TaskDraft, TaskFilter, search_key,
+};
 use crate::{auth::Owner, error::ApiError};
 
 /// A task row with its tag names, sorted.
@@ -52,6 +54,38 @@ fn owned(user_id: &str, task_id: i64) -> Condition {
         .add(task::Column::UserId.eq(user_id))
 }
 
+/// The owner's task, if its version is one `expected` accepts: the row a
+/// conditional write may change, so the check and the write are one step.
+fn owned_at(user_id: &str, task_id: i64, expected: &IfVersion) -> Condition {
+    let owned = owned(user_id, task_id);
+    match expected {
+        IfVersion::Any => owned,
+        IfVersion::OneOf(versions) => owned.add(task::Column::Version.is_in(versions.clone())),
+    }
+}
+
+/// Why a write matched no row: there is no such task of this user (404),
+/// or its version is not one `If-Match` named (412).
+async fn not_written(db: &impl ConnectionTrait, user_id: &str, task_id: i64) -> ApiError {
+    let stored = task::Entity::find()
+        .select_only()
+        .column(task::Column::Version)
+        .filter(owned(user_id, task_id))
+        .into_tuple::<i64>()
+        .one(db)
+        .await;
+    match stored {
+        Ok(Some(current_version)) => ApiError::PreconditionFailed { current_version },
+        Ok(None) => ApiError::task_not_found(),
+        Err(err) => err.into(),
+    }
+}
+
+/// The version after a change.
+fn next_version() -> SimpleExpr {
+    Expr::col(task::Column::Version).add(1)
+}
+
 #[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn create(
     db: &DatabaseConnection,
@@ -74,6 +108,7 @@ pub async fn create(
         completed_at: Set(completed.then_some(now)),
         created_at: Set(now),
         updated_at: Set(now),
+        version: Set(1),
         ..Default::default()
     }
     .insert(&txn)
@@ -113,14 +148,16 @@ pub async fn update(
     db: &DatabaseConnection,
     owner: &Owner,
     task_id: i64,
+    expected: &IfVersion,
     changes: TaskChanges,
 ) -> Result<TaskWithTags, ApiError> {
     let user_id = owner.id();
     use task::Column as C;
     let now = now();
     let mut update = task::Entity::update_many()
-        .filter(owned(user_id, task_id))
-        .col_expr(C::UpdatedAt, Expr::val(now));
+        .filter(owned_at(user_id, task_id, expected))
+        .col_expr(C::UpdatedAt, Expr::val(now))
+        .col_expr(C::Version, next_version());
     if let Some(title) = &changes.title {
         update = update
             .col_expr(C::Title, Expr::val(title.as_str()))
@@ -153,11 +190,9 @@ pub async fn update(
     }
 
     let txn = db.begin().await?;
-    let task = update
-        .exec_with_returning(&txn)
-        .await?
-        .pop()
-        .ok_or_else(ApiError::task_not_found)?;
+    let Some(task) = update.exec_with_returning(&txn).await?.pop() else {
+        return Err(not_written(&txn, user_id, task_id).await);
+    };
     let tags = match changes.tags {
         Some(tags) => {
             task_tag::Entity::delete_many()
@@ -180,35 +215,44 @@ pub async fn toggle(
     db: &DatabaseConnection,
     owner: &Owner,
     task_id: i64,
+    expected: &IfVersion,
 ) -> Result<TaskWithTags, ApiError> {
     let user_id = owner.id();
     use task::Column as C;
     let now = now();
     let completed_at = Expr::case(Expr::col(C::Completed), Expr::val(None::<DateTime<Utc>>))
         .finally(Expr::val(now));
-    let task = task::Entity::update_many()
-        .filter(owned(user_id, task_id))
+    let toggled = task::Entity::update_many()
+        .filter(owned_at(user_id, task_id, expected))
         .col_expr(C::Completed, Expr::col(C::Completed).not())
         .col_expr(C::CompletedAt, completed_at.into())
         .col_expr(C::UpdatedAt, Expr::val(now))
+        .col_expr(C::Version, next_version())
         .exec_with_returning(db)
         .await?
-        .pop()
-        .ok_or_else(ApiError::task_not_found)?;
+        .pop();
+    let Some(task) = toggled else {
+        return Err(not_written(db, user_id, task_id).await);
+    };
     let tags = tags_of_task(db, task_id).await?;
     Ok(TaskWithTags { task, tags })
 }
 
 #[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
-pub async fn delete(db: &DatabaseConnection, owner: &Owner, task_id: i64) -> Result<(), ApiError> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    owner: &Owner,
+    task_id: i64,
+    expected: &IfVersion,
+) -> Result<(), ApiError> {
     let user_id = owner.id();
     // Its task_tags rows go with it (ON DELETE CASCADE).
     let deleted = task::Entity::delete_many()
-        .filter(owned(user_id, task_id))
+        .filter(owned_at(user_id, task_id, expected))
         .exec(db)
         .await?;
     if deleted.rows_affected == 0 {
-        return Err(ApiError::task_not_found());
+        return Err(not_written(db, user_id, task_id).await);
     }
     Ok(())
 }

@@ -368,6 +368,12 @@ impl Reply {
     /// Asserts an RFC 9457 problem document with this status; returns it.
     #[track_caller]
     pub fn problem(&self, status: StatusCode) -> &Value {
+        self.problem_of_type(status, "about:blank")
+    }
+
+    /// Asserts a problem document with this status and `type`; returns it.
+    #[track_caller]
+    pub fn problem_of_type(&self, status: StatusCode, kind: &str) -> &Value {
         assert_eq!(
             self.status, status,
             "unexpected status; body: {}",
@@ -384,7 +390,7 @@ impl Reply {
             "problem status: {}",
             self.body
         );
-        assert_eq!(self.body["type"], "about:blank");
+        assert_eq!(self.body["type"], kind, "problem type");
         assert!(
             self.body["title"].is_string(),
             "problem title: {}",

@@ -13,6 +13,7 @@ mod availability;
 mod better_auth;
 mod cli;
 mod concurrency;
+mod conditional;
 mod durability;
 mod errors;
 mod isolation;

@@ -76,11 +76,11 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
     let expected = [
         ("listTasks", "200 401 403 422 503"),
         ("createTask", "201 400 401 403 408 413 422 503"),
-        ("getTask", "200 401 403 404 503"),
-        ("replaceTask", "200 400 401 403 404 408 413 422 503"),
-        ("updateTask", "200 400 401 403 404 408 413 422 503"),
-        ("deleteTask", "204 401 403 404 503"),
-        ("toggleTask", "200 401 403 404 503"),
+        ("getTask", "200 304 400 401 403 404 503"),
+        ("replaceTask", "200 400 401 403 404 408 412 413 422 428 503"),
+        ("updateTask", "200 400 401 403 404 408 412 413 422 428 503"),
+        ("deleteTask", "204 400 401 403 404 412 428 503"),
+        ("toggleTask", "200 400 401 403 404 412 428 503"),
         ("listTags", "200 401 403 503"),
         ("getStats", "200 401 403 503"),
         ("getMe", "200 401 403 404 503"),
@@ -127,6 +127,12 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
                     assert!(
                         content.is_none_or(|c| c.contains_key("application/json")),
                         "{id}"
+                    );
+                } else if status == "304" {
+                    assert!(content.is_none(), "{id}: a 304 has no body");
+                    assert!(
+                        headers.contains_key("ETag"),
+                        "{id}: a 304 names the version"
                     );
                 } else {
                     assert_eq!(

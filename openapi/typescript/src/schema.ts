@@ -317,7 +317,9 @@ export interface components {
          */
         Problem: {
             /**
-             * @description Always `about:blank`: the HTTP status says what kind of problem this is.
+             * @description `about:blank` when the HTTP status says what kind of problem this is;
+             *     otherwise a URI reference naming it, such as
+             *     `/problems/precondition-failed`.
              * @example about:blank
              */
             type: string;
@@ -347,6 +349,13 @@ export interface components {
              *     ]
              */
             errors?: components["schemas"]["FieldError"][];
+            /**
+             * Format: int64
+             * @description On a 412: the task's version now stored (its `ETag` unquoted). Read
+             *     the task again, merge, and retry with `If-Match` set to it.
+             * @example 8
+             */
+            current_version?: number;
         };
         /**
          * @description The field tasks are listed by; ties are broken by `id`.
@@ -401,7 +410,8 @@ export interface components {
          *       ],
          *       "created_at": "2026-11-22T10:00:00Z",
          *       "updated_at": "2026-11-28T16:30:00Z",
-         *       "completed_at": "2026-11-28T16:30:00Z"
+         *       "completed_at": "2026-11-28T16:30:00Z",
+         *       "version": 3
          *     }
          */
         Task: {
@@ -468,6 +478,14 @@ export interface components {
              * @example 2026-11-28T16:30:00Z
              */
             completed_at: string | null;
+            /**
+             * Format: int64
+             * @description 1 when created, +1 on every change. The response's `ETag` is this
+             *     number quoted; send it in `If-Match` so a write cannot overwrite a
+             *     change you have not seen.
+             * @example 3
+             */
+            version: number;
         };
         /**
          * TaskPage
@@ -488,7 +506,8 @@ export interface components {
          *           ],
          *           "created_at": "2026-11-22T10:00:00Z",
          *           "updated_at": "2026-11-28T16:30:00Z",
-         *           "completed_at": "2026-11-28T16:30:00Z"
+         *           "completed_at": "2026-11-28T16:30:00Z",
+         *           "version": 3
          *         }
          *       ],
          *       "total": 1,
@@ -514,7 +533,8 @@ export interface components {
              *         ],
              *         "created_at": "2026-11-22T10:00:00Z",
              *         "updated_at": "2026-11-28T16:30:00Z",
-             *         "completed_at": "2026-11-28T16:30:00Z"
+             *         "completed_at": "2026-11-28T16:30:00Z",
+             *         "version": 3
              *       }
              *     ]
              */
@@ -851,13 +871,15 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Path of the new task: `/api/{user_id}/tasks/{id}`. */
                     Location: string;
+                    /** @description The task's version, quoted: send it back in `If-Match`. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1005,7 +1027,13 @@ export interface operations {
     getTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description `304` without a body if the task is still at one of these
+                 *     versions (`ETag`s; `W/"7"` matches `"7"`).
+                 */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -1016,15 +1044,50 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A task, as every task endpoint returns it. */
+            /** @description The task. */
             200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /**
+                     * @description The task's version, quoted: send it back in `If-Match`, or in
+                     *     `If-None-Match` to read it again only if it changed.
+                     */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description The task is still at the version `If-None-Match` named; no body. */
+            304: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description The task's version, quoted. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Task"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "request body is not valid JSON: expected `,` or `}` at line 1 column 18"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
@@ -1112,7 +1175,13 @@ export interface operations {
     replaceTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Change the task only at one of these versions (`ETag`s, e.g.
+                 *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
+                 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -1127,18 +1196,20 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A task, as every task endpoint returns it. */
+            /** @description The task as it now is. */
             200: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The task's version, quoted: send it back in `If-Match`. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1235,6 +1306,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            412: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/precondition-failed",
+                     *       "title": "Precondition Failed",
+                     *       "status": 412,
+                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The request body is over 64 KiB; the connection is closed. */
             413: {
                 headers: {
@@ -1274,6 +1365,25 @@ export interface operations {
                      *           "message": "must not be blank"
                      *         }
                      *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read. */
+            428: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Precondition Required",
+                     *       "status": 428,
+                     *       "detail": "this server requires `If-Match` with the version you read (its `ETag`)"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1305,7 +1415,13 @@ export interface operations {
     deleteTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Change the task only at one of these versions (`ETag`s, e.g.
+                 *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
+                 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -1324,6 +1440,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            400: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "request body is not valid JSON: expected `,` or `}` at line 1 column 18"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
@@ -1384,6 +1519,45 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            412: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/precondition-failed",
+                     *       "title": "Precondition Failed",
+                     *       "status": 412,
+                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read. */
+            428: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Precondition Required",
+                     *       "status": 428,
+                     *       "detail": "this server requires `If-Match` with the version you read (its `ETag`)"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1410,7 +1584,13 @@ export interface operations {
     updateTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Change the task only at one of these versions (`ETag`s, e.g.
+                 *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
+                 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -1425,18 +1605,20 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A task, as every task endpoint returns it. */
+            /** @description The task as it now is. */
             200: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The task's version, quoted: send it back in `If-Match`. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, or `Content-Type` is not `application/json`. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1533,6 +1715,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            412: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/precondition-failed",
+                     *       "title": "Precondition Failed",
+                     *       "status": 412,
+                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The request body is over 64 KiB; the connection is closed. */
             413: {
                 headers: {
@@ -1577,6 +1779,25 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read. */
+            428: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Precondition Required",
+                     *       "status": 428,
+                     *       "detail": "this server requires `If-Match` with the version you read (its `ETag`)"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1603,7 +1824,13 @@ export interface operations {
     toggleTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Change the task only at one of these versions (`ETag`s, e.g.
+                 *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
+                 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -1614,15 +1841,36 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A task, as every task endpoint returns it. */
+            /** @description The task as it now is. */
             200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description The task's version, quoted: send it back in `If-Match`. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Task"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "request body is not valid JSON: expected `,` or `}` at line 1 column 18"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
@@ -1679,6 +1927,45 @@ export interface operations {
                      *       "title": "Not Found",
                      *       "status": 404,
                      *       "detail": "no task with this id for this user"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            412: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/precondition-failed",
+                     *       "title": "Precondition Failed",
+                     *       "status": 412,
+                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read. */
+            428: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Precondition Required",
+                     *       "status": 428,
+                     *       "detail": "this server requires `If-Match` with the version you read (its `ETag`)"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
