@@ -36,6 +36,28 @@ export type SortOrder = Schemas["SortOrder"];
 /** Query parameters of `GET /api/{user_id}/tasks` (filters, sort, paging). */
 export type ListTasksQuery = NonNullable<operations["listTasks"]["parameters"]["query"]>;
 
+/** A task's entity tag, as its `ETag` header carries it: the version, quoted. */
+export function etagOf(task: Pick<Task, "version">): string {
+  return `"${task.version}"`;
+}
+
+/**
+ * The `If-Match` header of a write that must not overwrite a change you have
+ * not seen: the write applies only if the task is still at the version you
+ * read, else it is a 412 `Problem` whose `current_version` is the version now
+ * stored (read the task again, merge, retry).
+ *
+ * ```ts
+ * await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+ *   params: { path: { user_id, task_id: task.id }, header: ifMatch(task) },
+ *   body: { title: "Edited" },
+ * });
+ * ```
+ */
+export function ifMatch(task: Pick<Task, "version">): { "If-Match": string } {
+  return { "If-Match": etagOf(task) };
+}
+
 /**
  * Returns the bearer token (a JWT) for the next request, or nothing to send
  * the request without one. Called once per request, so it may refresh or

@@ -5,6 +5,8 @@ import { after, before, describe, it } from "node:test";
 
 import {
   createTodoClient,
+  etagOf,
+  ifMatch,
   type ListTasksQuery,
   type NewTask,
   type Problem,
@@ -39,13 +41,14 @@ async function newUser(label: string, claims: { email?: string; name?: string } 
 function assertProblem(
   result: { error?: Problem; response: Response },
   status: number,
+  type = "about:blank",
 ): Problem {
   const { error, response } = result;
   assert.equal(response.status, status);
   assert.ok(error, `expected a ${status} problem, got a success body`);
   assert.equal(response.headers.get("content-type"), "application/problem+json");
   assert.equal(error.status, status);
-  assert.equal(error.type, "about:blank");
+  assert.equal(error.type, type);
   assert.equal(typeof error.title, "string");
   assert.ok(error.title.length > 0);
   assert.equal(typeof error.detail, "string");
@@ -184,6 +187,7 @@ describe("todo-api through @todo-api/client", () => {
         description: null,
         due_date: null,
         updated_at: cleared.data?.updated_at,
+        version: task.version + 1,
       });
       assert.ok(cleared.data && cleared.data.updated_at >= task.updated_at);
 
@@ -261,6 +265,49 @@ describe("todo-api through @todo-api/client", () => {
       );
       const tags = await api.GET("/api/{user_id}/tags", { params: { path: { user_id: userId } } });
       assert.deepEqual(tags.data, [], "a tag no task carries any more is not listed");
+    });
+  });
+
+  describe("concurrent edits: versions, If-Match, If-None-Match", () => {
+    it("a write with the version another tab already changed is a 412 naming the current one", async () => {
+      const { id: userId, api } = await newUser("versions");
+      const created = await api.POST("/api/{user_id}/tasks", {
+        params: { path: { user_id: userId } },
+        body: { title: "Shared draft" },
+      });
+      assert.ok(created.data);
+      const task = created.data;
+      assert.equal(task.version, 1);
+      assert.equal(created.response.headers.get("ETag"), etagOf(task));
+      const path = { user_id: userId, task_id: task.id };
+
+      // Tab A writes with the version it read...
+      const first = await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+        params: { path, header: ifMatch(task) },
+        body: { title: "Tab A" },
+      });
+      assert.equal(first.response.status, 200);
+      assert.equal(first.data?.version, 2);
+      assert.equal(first.response.headers.get("ETag"), '"2"');
+
+      // ...so tab B, which read the same version, is told instead of overwriting it.
+      const second = await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+        params: { path, header: ifMatch(task) },
+        body: { title: "Tab B" },
+      });
+      const problem = assertProblem(second, 412, "/problems/precondition-failed");
+      assert.equal(problem.current_version, 2);
+
+      const reread = await api.GET("/api/{user_id}/tasks/{task_id}", { params: { path } });
+      assert.equal(reread.data?.title, "Tab A");
+      assert.equal(reread.data?.version, 2);
+
+      // A read that already has the current version gets a 304 and no body.
+      const unchanged = await api.GET("/api/{user_id}/tasks/{task_id}", {
+        params: { path, header: { "If-None-Match": '"2"' } },
+      });
+      assert.equal(unchanged.response.status, 304);
+      assert.equal(unchanged.response.headers.get("ETag"), '"2"');
     });
   });
 
