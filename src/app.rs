@@ -24,6 +24,7 @@ use crate::{
     config::{Config, MAX_BODY_BYTES},
     db,
     error::ApiError,
+    idempotency::{self, Idempotency},
     server,
     state::AppState,
     telemetry,
@@ -62,8 +63,13 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         users: Arc::new(KnownUsers::default()),
         write_health: Arc::default(),
         require_if_match: config.require_if_match,
+        idempotency: Arc::new(Idempotency::new(config.idempotency_ttl)),
     };
     tokio::spawn(sweep_orphan_tags_forever(state.db.writer.clone()));
+    tokio::spawn(forget_expired_keys_forever(
+        state.db.writer.clone(),
+        config.idempotency_ttl,
+    ));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
@@ -150,6 +156,21 @@ async fn sweep_orphan_tags_forever(db: sea_orm::DatabaseConnection) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Deletes expired idempotency keys, as often as they expire (at most every
+/// 10 minutes): a remembered response is kept no longer than promised.
+async fn forget_expired_keys_forever(db: sea_orm::DatabaseConnection, ttl: Duration) {
+    let mut interval = tokio::time::interval(ttl.min(Duration::from_secs(600)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match idempotency::forget_expired(&db).await {
+            Ok(deleted) => tracing::debug!(deleted, "expired idempotency keys deleted"),
+            Err(err) => tracing::warn!(error = %err, "deleting expired idempotency keys failed"),
         }
     }
 }

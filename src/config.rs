@@ -121,6 +121,11 @@ pub struct Config {
           value_parser = BoolishValueParser::new())]
     pub require_if_match: bool,
 
+    /// How long a response is remembered for retries with its
+    /// `Idempotency-Key`; expired keys are deleted.
+    #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_ttl)]
+    pub idempotency_ttl: Duration,
+
     /// Apply pending migrations at startup.
     #[arg(long, env = "RUN_MIGRATIONS", default_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
@@ -163,6 +168,7 @@ impl Config {
             port: 8000,
             cors_origins: vec!["http://localhost:3000".into()],
             require_if_match: false,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
             run_migrations: true,
             log_format: LogFormat::Pretty,
         }
@@ -225,6 +231,16 @@ fn parse_jwks_interval(value: &str) -> Result<Duration, String> {
         return Err("must be at least 1s".into());
     }
     Ok(interval)
+}
+
+/// How long idempotency keys are kept: long enough for a retry, short
+/// enough to fit in a timestamp.
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(366 * 24 * 3600)).contains(&ttl) {
+        return Err("must be from 1s to 366d".into());
+    }
+    Ok(ttl)
 }
 
 /// A timeout: zero would refuse every request.

@@ -12,6 +12,9 @@ use sea_orm::DbErr;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Marks a response answered again for a retried `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
 /// An RFC 9457 problem document: the body of every error response.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none, example)]
@@ -98,6 +101,22 @@ pub enum ApiError {
     /// `REQUIRE_IF_MATCH` is on and the write did not send `If-Match`.
     #[error("this server requires `If-Match` with the version you read (its `ETag`)")]
     PreconditionRequired,
+    /// The `Idempotency-Key` was used for a different request.
+    #[error(
+        "this Idempotency-Key was used for a different request (method, path or body); \
+         use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
+    /// A request with this `Idempotency-Key` is still being worked on.
+    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
+    IdempotencyKeyInFlight,
+    /// The problem an earlier request with the same `Idempotency-Key` got,
+    /// answered again.
+    #[error("{}", .problem.detail)]
+    Replayed {
+        status: StatusCode,
+        problem: Box<Problem>,
+    },
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     /// No key set has been fetched from the auth server yet, so no token can be checked.
@@ -131,6 +150,9 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            Self::Replayed { status, .. } => *status,
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -141,9 +163,13 @@ impl ApiError {
 
     /// The problem document this error is answered with.
     pub fn problem(&self) -> Problem {
+        if let Self::Replayed { problem, .. } = self {
+            return (**problem).clone();
+        }
         let status = self.status();
         let kind = match self {
             Self::PreconditionFailed { .. } => "/problems/precondition-failed",
+            Self::IdempotencyKeyReused => "/problems/idempotency-key-reused",
             _ => "about:blank",
         };
         Problem {
@@ -195,6 +221,16 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::IdempotencyKeyInFlight => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Replayed { .. } => {
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
             }
             // The rest of the body was not read: the connection cannot carry
             // another request, and the client must know before it sends one.

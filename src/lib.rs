@@ -1,8 +1,9 @@
 //! todo-api: a multi-user task API for Next.js + Better Auth frontends.
 //!
 //! Modules import only from those listed after them in this chain (CI checks
-//! it with `.ci/module_graph.py`): `app → api → state → (users, tasks) → auth
-//! → db → telemetry → (error, config)`; `server` stands alone.
+//! it with `.ci/module_graph.py`): `app → api → state → (users, tasks,
+//! idempotency) → auth → db → telemetry → (error, config)`; `server` stands
+//! alone.
 
 /// HTTP handlers and the wire types the OpenAPI document is generated from.
 pub mod api;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod db;
 /// The single error type and the problem document it is answered with.
 pub mod error;
+/// `Idempotency-Key`: writes that run once however often they are retried.
+pub mod idempotency;
 /// The HTTP/1.1 server loop with its timeouts and connection limits.
 pub mod server;
 /// The state every handler shares.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{auth::TokenVerifier, db, users::KnownUsers};
+use crate::{auth::TokenVerifier, db, idempotency::Idempotency, users::KnownUsers};
 
 /// The app's shared state: database pools, the token verifier, the users
 /// already provisioned, and whether writes are known to be failing.
@@ -16,4 +16,7 @@ pub struct AppState {
     /// `REQUIRE_IF_MATCH`: writes to a task must say which version they
     /// change.
     pub require_if_match: bool,
+    /// The `Idempotency-Key`s being worked on, and how long responses are
+    /// remembered.
+    pub idempotency: Arc<Idempotency>,
 }

@@ -3,6 +3,7 @@
 //! Only table shapes and relations live here; the rules about tasks (validation,
 //! queries) live in the service's `tasks` module.
 
+pub mod idempotency_key;
 pub mod tag;
 pub mod task;
 pub mod task_count;

@@ -28,6 +28,13 @@ pub struct JsonBody<T> {
     schema: PhantomData<fn() -> T>,
 }
 
+impl<T> JsonBody<T> {
+    /// The body as parsed JSON, before its fields are read.
+    pub fn json(&self) -> &Value {
+        &self.value
+    }
+}
+
 impl<T: ReadBody> JsonBody<T> {
     /// The body as `T`, or a 422 naming every bad field.
     pub fn read(&self) -> Result<T, ApiError> {

@@ -137,15 +137,6 @@ impl ParseFromParameter for EntityTags {
     }
 }
 
-/// The rule a header parameter breaks, for the 400 that names it; `None`
-/// for any other parameter.
-pub fn header_rule(name: &str) -> Option<&'static str> {
-    match name {
-        "If-Match" | "If-None-Match" => Some(EntityTags::RULE),
-        _ => None,
-    }
-}
-
 /// The condition a write to one task is made under: its `If-Match`, or a
 /// 428 when `REQUIRE_IF_MATCH` is on and it sent none.
 pub fn write_condition(

@@ -6,6 +6,7 @@ mod body;
 mod conditions;
 pub mod document;
 mod health;
+mod idempotency;
 pub mod problems;
 pub mod schema;
 mod security;

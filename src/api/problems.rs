@@ -19,7 +19,7 @@ use poem_openapi::{
 };
 use sea_orm::DbErr;
 
-use super::{conditions::header_rule, query_rule};
+use super::{conditions::EntityTags, query_rule};
 use crate::{
     config::MAX_BODY_BYTES,
     error::{ApiError, FieldError, PROBLEM_JSON, Problem},
@@ -34,8 +34,9 @@ pub enum ErrorStatus {
     Forbidden = 403,
     NotFound = 404,
     RequestTimeout = 408,
-    PayloadTooLarge = 413,
+    Conflict = 409,
     PreconditionFailed = 412,
+    PayloadTooLarge = 413,
     Unprocessable = 422,
     PreconditionRequired = 428,
     Unavailable = 503,
@@ -53,6 +54,7 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
         "listTasks",
         &[Unauthorized, Forbidden, Unprocessable, Unavailable],
     ),
+    // 409: a request with the same `Idempotency-Key` is in progress.
     ("createTask", WRITES_WITH_BODY),
     // 400: a malformed `If-None-Match`.
     (
@@ -62,7 +64,22 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     ("replaceTask", CONDITIONAL_WRITES_WITH_BODY),
     ("updateTask", CONDITIONAL_WRITES_WITH_BODY),
     ("deleteTask", CONDITIONAL_WRITES),
-    ("toggleTask", CONDITIONAL_WRITES),
+    // 409 and 422: its `Idempotency-Key` is in progress, or was used for
+    // another request.
+    (
+        "toggleTask",
+        &[
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            PreconditionFailed,
+            Unprocessable,
+            PreconditionRequired,
+            Unavailable,
+        ],
+    ),
     ("getStats", &[Unauthorized, Forbidden, Unavailable]),
     ("listTags", &[Unauthorized, Forbidden, Unavailable]),
     // 404: the user row can be gone by the time it is read (deleted
@@ -84,13 +101,14 @@ const CONDITIONAL_WRITES: &[ErrorStatus] = &[
 ];
 
 /// A write with a JSON body (which can be malformed, slow or too large, and
-/// carry invalid fields).
+/// carry invalid fields) and an `Idempotency-Key`.
 const WRITES_WITH_BODY: &[ErrorStatus] = &[
     BadRequest,
     RequestTimeout,
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    Conflict,
     Unprocessable,
     Unavailable,
 ];
@@ -149,14 +167,15 @@ pub fn is_declared(operation: &str, status: StatusCode) -> bool {
 }
 
 impl ErrorStatus {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         BadRequest,
         Unauthorized,
         Forbidden,
         NotFound,
         RequestTimeout,
-        PayloadTooLarge,
+        Conflict,
         PreconditionFailed,
+        PayloadTooLarge,
         Unprocessable,
         PreconditionRequired,
         Unavailable,
@@ -184,6 +203,7 @@ impl ErrorStatus {
             PayloadTooLarge => ApiError::PayloadTooLarge {
                 limit: MAX_BODY_BYTES,
             },
+            Conflict => ApiError::IdempotencyKeyInFlight,
             PreconditionFailed => ApiError::PreconditionFailed { current_version: 8 },
             Unprocessable => ApiError::Validation(vec![FieldError::example()]),
             PreconditionRequired => ApiError::PreconditionRequired,
@@ -200,7 +220,7 @@ impl ErrorStatus {
     fn description(self) -> &'static str {
         match self {
             BadRequest => {
-                "Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags."
+                "Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters."
             }
             Unauthorized => "Missing, malformed, expired or wrongly signed bearer token.",
             Forbidden => "The `user_id` in the path is not the token's subject.",
@@ -211,10 +231,15 @@ impl ErrorStatus {
                 "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed."
             }
             PayloadTooLarge => "The request body is over 64 KiB; the connection is closed.",
+            Conflict => {
+                "A request with the same `Idempotency-Key` is still being worked on; retry after `Retry-After` seconds to get its response."
+            }
             PreconditionFailed => {
                 "`If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it."
             }
-            Unprocessable => "Well-formed but invalid input; `errors` lists each bad field.",
+            Unprocessable => {
+                "Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`)."
+            }
             PreconditionRequired => {
                 "This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read."
             }
@@ -237,7 +262,9 @@ impl ErrorStatus {
                 "WWW-Authenticate",
                 "A `Bearer` challenge saying why the token was rejected.",
             )],
-            Unavailable => vec![header("Retry-After", "Seconds to wait before retrying.")],
+            Unavailable | Conflict => {
+                vec![header("Retry-After", "Seconds to wait before retrying.")]
+            }
             _ => vec![],
         }
     }
@@ -298,6 +325,16 @@ impl IntoResponse for DatabaseUnavailable {
 impl From<DatabaseUnavailable> for poem::Error {
     fn from(err: DatabaseUnavailable) -> Self {
         poem::Error::from_response(err.into_response())
+    }
+}
+
+/// The rule a header parameter breaks, for the 400 that names it; `None`
+/// for any other parameter.
+fn header_rule(name: &str) -> Option<&'static str> {
+    match name {
+        "If-Match" | "If-None-Match" => Some(EntityTags::RULE),
+        "Idempotency-Key" => Some(crate::idempotency::IdempotencyKey::RULE),
+        _ => None,
     }
 }
 

@@ -10,11 +10,14 @@ use super::{
     ApiTags,
     body::JsonBody,
     conditions::{EntityTags, etag, write_condition},
+    idempotency::{IdempotencyKeyHeader, replayed_body},
     schema::{NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
     security::BearerAuth,
 };
 use crate::{
+    auth::Owner,
     error::ApiError,
+    idempotency::{self, Outcome, Remembered},
     state::AppState,
     tasks::{
         self, Offset, PageSize, Priority, SearchText, SortField, SortOrder, StatusFilter,
@@ -51,7 +54,86 @@ enum CreatedTask {
         /// The task's version, quoted: send it back in `If-Match`.
         #[oai(header = "ETag")]
         String,
+        /// `true` when this is the response an earlier request with the same
+        /// `Idempotency-Key` got, answered again.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<bool>,
     ),
+}
+
+impl CreatedTask {
+    fn new(owner: &Owner, task: TaskWithTags) -> Self {
+        let tag = etag(task.task.version);
+        let location = format!("{}/{}", tasks_path(owner), task.task.id);
+        Self::Created(Json(task.into()), location, tag, None)
+    }
+
+    fn remembered(&self) -> Remembered {
+        let Self::Created(Json(task), location, etag, _) = self;
+        Remembered {
+            status: 201,
+            body: poem_openapi::types::ToJSON::to_json_string(task),
+            location: Some(location.clone()),
+            etag: Some(etag.clone()),
+        }
+    }
+
+    fn replayed(remembered: Remembered) -> Result<Self, ApiError> {
+        let task = replayed_body(&remembered)?;
+        let location = remembered.location.unwrap_or_default();
+        let etag = remembered.etag.unwrap_or_default();
+        Ok(Self::Created(Json(task), location, etag, Some(true)))
+    }
+}
+
+/// `/api/{user_id}/tasks`, the user id encoded as a path segment.
+fn tasks_path(owner: &Owner) -> String {
+    format!(
+        "/api/{}/tasks",
+        utf8_percent_encode(owner.id(), PATH_SEGMENT)
+    )
+}
+
+#[derive(ApiResponse)]
+enum ToggledTask {
+    /// The task as it now is.
+    #[oai(status = 200)]
+    Ok(
+        Json<Task>,
+        /// The task's version, quoted: send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// `true` when this is the response an earlier request with the same
+        /// `Idempotency-Key` got, answered again.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<bool>,
+    ),
+}
+
+impl ToggledTask {
+    fn new(task: TaskWithTags) -> Self {
+        let tag = etag(task.task.version);
+        Self::Ok(Json(task.into()), tag, None)
+    }
+
+    fn remembered(&self) -> Remembered {
+        let Self::Ok(Json(task), etag, _) = self;
+        Remembered {
+            status: 200,
+            body: poem_openapi::types::ToJSON::to_json_string(task),
+            location: None,
+            etag: Some(etag.clone()),
+        }
+    }
+
+    fn replayed(remembered: Remembered) -> Result<Self, ApiError> {
+        let task = replayed_body(&remembered)?;
+        Ok(Self::Ok(
+            Json(task),
+            remembered.etag.unwrap_or_default(),
+            Some(true),
+        ))
+    }
 }
 
 #[derive(ApiResponse)]
@@ -210,17 +292,40 @@ impl TasksApi {
         /// Your user id (the token's `sub`).
         user_id: Path<String>,
         body: JsonBody<NewTask>,
+        /// Makes retries safe: send a new random key (a UUID) with each new
+        /// request and the same key with its retries. A retry gets the first
+        /// response again (with `Idempotent-Replayed: true`) instead of
+        /// writing twice; keys are per user and remembered for 24 hours.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyKeyHeader,
     ) -> Result<CreatedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        let draft = TaskDraft::from(body.read()?);
-        let task = tasks::create(&state.db.writer, &owner, draft).await?;
-        let tag = etag(task.task.version);
-        let location = format!(
-            "/api/{}/tasks/{}",
-            utf8_percent_encode(owner.id(), PATH_SEGMENT),
-            task.task.id
-        );
-        Ok(CreatedTask::Created(Json(task.into()), location, tag))
+        let Some(key) = idempotency_key.0 else {
+            let draft = TaskDraft::from(body.read()?);
+            let task = tasks::create(&state.db.writer, &owner, draft).await?;
+            return Ok(CreatedTask::new(&owner, task));
+        };
+        let fingerprint = idempotency::fingerprint("POST", &tasks_path(&owner), Some(body.json()));
+        let create = async |txn: &_| {
+            let draft = TaskDraft::from(body.read()?);
+            let task = tasks::create_in(txn, &owner, draft).await?;
+            Ok(CreatedTask::new(&owner, task))
+        };
+        let outcome = state
+            .idempotency
+            .run(
+                &state.db.writer,
+                &owner,
+                &key,
+                fingerprint,
+                create,
+                CreatedTask::remembered,
+            )
+            .await?;
+        match outcome {
+            Outcome::Ran(created) => Ok(created),
+            Outcome::Replayed(remembered) => CreatedTask::replayed(remembered),
+        }
     }
 
     /// Get a task
@@ -363,11 +468,40 @@ impl TasksApi {
         /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
         #[oai(name = "If-Match")]
         if_match: Header<Option<EntityTags>>,
-    ) -> Result<OneTask, ApiError> {
+        /// Makes retries safe: send a new random key (a UUID) with each new
+        /// request and the same key with its retries. A retry gets the first
+        /// response again (with `Idempotent-Replayed: true`) instead of
+        /// writing twice; keys are per user and remembered for 24 hours.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyKeyHeader,
+    ) -> Result<ToggledTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let expected = write_condition(&state, if_match.0.as_ref())?;
-        let task = tasks::toggle(&state.db.writer, &owner, task_id.0, &expected).await?;
-        Ok(task.into())
+        let Some(key) = idempotency_key.0 else {
+            let task = tasks::toggle(&state.db.writer, &owner, task_id.0, &expected).await?;
+            return Ok(ToggledTask::new(task));
+        };
+        let path = format!("{}/{}/complete", tasks_path(&owner), task_id.0);
+        let fingerprint = idempotency::fingerprint("PATCH", &path, None);
+        let toggle = async |txn: &_| {
+            let task = tasks::toggle(txn, &owner, task_id.0, &expected).await?;
+            Ok(ToggledTask::new(task))
+        };
+        let outcome = state
+            .idempotency
+            .run(
+                &state.db.writer,
+                &owner,
+                &key,
+                fingerprint,
+                toggle,
+                ToggledTask::remembered,
+            )
+            .await?;
+        match outcome {
+            Outcome::Ran(toggled) => Ok(toggled),
+            Outcome::Replayed(remembered) => ToggledTask::replayed(remembered),
+        }
     }
 
     /// Task counts

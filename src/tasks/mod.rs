@@ -21,8 +21,8 @@ pub use params::{
     TagFilter,
 };
 pub use query::{
-    SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, delete, get, list, stats,
-    sweep_orphan_tags, tag_counts, toggle, update,
+    SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, create_in, delete, get,
+    list, stats, sweep_orphan_tags, tag_counts, toggle, update,
 };
 
 use poem_openapi::{Enum, registry::Registry, types::Type};

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{tag, task, task_count, task_tag};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExprTrait, FromQueryResult, JoinType,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
+    RelationTrait, Select, Set, TransactionTrait,
     sea_query::{
         Alias, Asterisk, BinOper, Expr, Func, LikeExpr, LockBehavior, LockType, NullOrdering,
         OnConflict, Query, SelectStatement, SimpleExpr, WindowStatement,
@@ -86,16 +87,29 @@ fn next_version() -> SimpleExpr {
     Expr::col(task::Column::Version).add(1)
 }
 
-#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
+/// Creates a task in a transaction of its own.
 pub async fn create(
     db: &DatabaseConnection,
+    owner: &Owner,
+    draft: TaskDraft,
+) -> Result<TaskWithTags, ApiError> {
+    let txn = db.begin().await?;
+    let task = create_in(&txn, owner, draft).await?;
+    txn.commit().await?;
+    Ok(task)
+}
+
+/// Creates a task within `txn`, which commits it with whatever else it holds
+/// (an idempotency key's remembered response).
+#[tracing::instrument(skip_all, fields(user_id = owner.id()))]
+pub async fn create_in(
+    txn: &DatabaseTransaction,
     owner: &Owner,
     draft: TaskDraft,
 ) -> Result<TaskWithTags, ApiError> {
     let user_id = owner.id();
     let now = now();
     let completed = draft.completed.unwrap_or(false);
-    let txn = db.begin().await?;
     let task = task::ActiveModel {
         user_id: Set(user_id.to_owned()),
         title_search: Set(search_key(&draft.title)),
@@ -111,10 +125,9 @@ pub async fn create(
         version: Set(1),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
-    link_tags(&txn, user_id, task.id, &draft.tags).await?;
-    txn.commit().await?;
+    link_tags(txn, user_id, task.id, &draft.tags).await?;
     Ok(TaskWithTags {
         task,
         tags: draft.tags,
@@ -212,7 +225,7 @@ pub async fn update(
 /// effect (an even number of them leaves the task as it was).
 #[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
 pub async fn toggle(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     owner: &Owner,
     task_id: i64,
     expected: &IfVersion,

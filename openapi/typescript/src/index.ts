@@ -58,6 +58,77 @@ export function ifMatch(task: Pick<Task, "version">): { "If-Match": string } {
   return { "If-Match": etagOf(task) };
 }
 
+/** Whether a request is one that takes an `Idempotency-Key`: a create or a toggle. */
+function takesIdempotencyKey(request: Request): boolean {
+  const path = new URL(request.url).pathname;
+  return (
+    (request.method === "POST" && /\/api\/[^/]+\/tasks$/.test(path)) ||
+    (request.method === "PATCH" && /\/api\/[^/]+\/tasks\/[^/]+\/complete$/.test(path))
+  );
+}
+
+/**
+ * openapi-fetch middleware (installed by `createTodoClient`): every create
+ * and toggle sent without an `Idempotency-Key` gets a fresh one (a random
+ * UUID). To retry one of them, send the same key again: `withRetries` does.
+ */
+export function idempotencyKeys(): Middleware {
+  return {
+    onRequest({ request }) {
+      if (!takesIdempotencyKey(request) || request.headers.has("Idempotency-Key")) return undefined;
+      request.headers.set("Idempotency-Key", crypto.randomUUID());
+      return request;
+    },
+  };
+}
+
+export interface RetryOptions {
+  /** The key all attempts share; a random UUID by default. */
+  idempotencyKey?: string;
+  /** Attempts in all, the first included (default 3). */
+  attempts?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Sends a create or a toggle until it gets an answer, every attempt with the
+ * same `Idempotency-Key`, so the server writes once however many arrive: a
+ * network failure (the response lost), a 409 (the first attempt still in
+ * progress) or a 503 is retried after `Retry-After` (or a short backoff). A
+ * retry of a request that did go through gets its response again, with
+ * `Idempotent-Replayed: true`.
+ *
+ * ```ts
+ * const { data, error } = await withRetries((key) =>
+ *   api.POST("/api/{user_id}/tasks", {
+ *     params: { path: { user_id }, header: { "Idempotency-Key": key } },
+ *     body: { title: "Pay rent" },
+ *   }),
+ * );
+ * ```
+ */
+export async function withRetries<T extends { response: Response }>(
+  send: (idempotencyKey: string) => Promise<T>,
+  { idempotencyKey = crypto.randomUUID(), attempts = 3 }: RetryOptions = {},
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const backoff = 200 * 2 ** (attempt - 1);
+    let result: T;
+    try {
+      result = await send(idempotencyKey);
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await sleep(backoff);
+      continue;
+    }
+    const { status, headers } = result.response;
+    if ((status !== 409 && status !== 503) || attempt >= attempts) return result;
+    const retryAfter = Number(headers.get("Retry-After"));
+    await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 10) * 1000 : backoff);
+  }
+}
+
 /**
  * Returns the bearer token (a JWT) for the next request, or nothing to send
  * the request without one. Called once per request, so it may refresh or
@@ -106,6 +177,7 @@ export function bearerAuth(getToken: TokenGetter): Middleware {
  */
 export function createTodoClient({ getToken, ...options }: TodoClientOptions): TodoClient {
   const client = createClient<paths>(options);
+  client.use(idempotencyKeys());
   if (getToken) client.use(bearerAuth(getToken));
   return client;
 }

@@ -800,7 +800,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
             422: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -851,7 +851,15 @@ export interface operations {
     createTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes retries safe: send a new random key (a UUID) with each new
+                 *     request and the same key with its retries. A retry gets the first
+                 *     response again (with `Idempotent-Replayed: true`) instead of
+                 *     writing twice; keys are per user and remembered for 24 hours.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Your user id (the token's `sub`). */
                 user_id: string;
@@ -873,13 +881,18 @@ export interface operations {
                     Location: string;
                     /** @description The task's version, quoted: send it back in `If-Match`. */
                     ETag: string;
+                    /**
+                     * @description `true` when this is the response an earlier request with the same
+                     *     `Idempotency-Key` got, answered again.
+                     */
+                    "Idempotent-Replayed"?: boolean;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -957,6 +970,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A request with the same `Idempotency-Key` is still being worked on; retry after `Retry-After` seconds to get its response. */
+            409: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "detail": "a request with this Idempotency-Key is still in progress; retry shortly"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The request body is over 64 KiB; the connection is closed. */
             413: {
                 headers: {
@@ -976,7 +1010,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
             422: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1071,7 +1105,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1209,7 +1243,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1345,7 +1379,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
             422: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1441,7 +1475,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1618,7 +1652,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1754,7 +1788,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Well-formed but invalid input; `errors` lists each bad field. */
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
             422: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1830,6 +1864,13 @@ export interface operations {
                  *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
                  */
                 "If-Match"?: string;
+                /**
+                 * @description Makes retries safe: send a new random key (a UUID) with each new
+                 *     request and the same key with its retries. A retry gets the first
+                 *     response again (with `Idempotent-Replayed: true`) instead of
+                 *     writing twice; keys are per user and remembered for 24 hours.
+                 */
+                "Idempotency-Key"?: string;
             };
             path: {
                 /** @description Your user id (the token's `sub`). */
@@ -1848,13 +1889,18 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description The task's version, quoted: send it back in `If-Match`. */
                     ETag: string;
+                    /**
+                     * @description `true` when this is the response an earlier request with the same
+                     *     `Idempotency-Key` got, answered again.
+                     */
+                    "Idempotent-Replayed"?: boolean;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1932,6 +1978,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A request with the same `Idempotency-Key` is still being worked on; retry after `Retry-After` seconds to get its response. */
+            409: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "detail": "a request with this Idempotency-Key is still in progress; retry shortly"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
             412: {
                 headers: {
@@ -1947,6 +2014,31 @@ export interface operations {
                      *       "status": 412,
                      *       "detail": "the task has changed since you read it: it is now version 8",
                      *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
+            422: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unprocessable Entity",
+                     *       "status": 422,
+                     *       "detail": "the request has invalid fields",
+                     *       "errors": [
+                     *         {
+                     *           "field": "title",
+                     *           "message": "must not be blank"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

@@ -7,6 +7,7 @@ import {
   createTodoClient,
   etagOf,
   ifMatch,
+  withRetries,
   type ListTasksQuery,
   type NewTask,
   type Problem,
@@ -308,6 +309,89 @@ describe("todo-api through @todo-api/client", () => {
       });
       assert.equal(unchanged.response.status, 304);
       assert.equal(unchanged.response.headers.get("ETag"), '"2"');
+    });
+  });
+
+  describe("retries: Idempotency-Key", () => {
+    it("a retry with the same key gets the first response again, and one task exists", async () => {
+      const { id: userId, api } = await newUser("retry");
+      const send = () =>
+        api.POST("/api/{user_id}/tasks", {
+          params: { path: { user_id: userId }, header: { "Idempotency-Key": "rent-2026-12" } },
+          body: { title: "Pay rent" },
+        });
+      const first = await send();
+      assert.equal(first.response.status, 201);
+      assert.equal(first.response.headers.get("Idempotent-Replayed"), null);
+      const retry = await send();
+      assert.equal(retry.response.status, 201);
+      assert.equal(retry.response.headers.get("Idempotent-Replayed"), "true");
+      assert.deepEqual(retry.data, first.data);
+      assert.equal(retry.response.headers.get("Location"), first.response.headers.get("Location"));
+
+      const reused = await api.POST("/api/{user_id}/tasks", {
+        params: { path: { user_id: userId }, header: { "Idempotency-Key": "rent-2026-12" } },
+        body: { title: "Something else" },
+      });
+      assertProblem(reused, 422, "/problems/idempotency-key-reused");
+
+      const page = await api.GET("/api/{user_id}/tasks", { params: { path: { user_id: userId } } });
+      assert.equal(page.data?.total, 1);
+    });
+
+    it("withRetries survives a lost response: the retry is answered from the first, not written twice", async () => {
+      const { id: userId, token } = await newUser("lost-response");
+      let calls = 0;
+      const keys: (string | null)[] = [];
+      // The first response is lost on the way back, after the server wrote.
+      const flakyFetch = async (request: Request) => {
+        keys.push(request.headers.get("Idempotency-Key"));
+        const response = await fetch(request);
+        if (++calls === 1) {
+          await response.arrayBuffer();
+          throw new TypeError("fetch failed: connection reset");
+        }
+        return response;
+      };
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => token, fetch: flakyFetch });
+
+      const created = await withRetries((key) =>
+        api.POST("/api/{user_id}/tasks", {
+          params: { path: { user_id: userId }, header: { "Idempotency-Key": key } },
+          body: { title: "Book flights" },
+        }),
+      );
+      assert.equal(created.response.status, 201);
+      assert.equal(created.response.headers.get("Idempotent-Replayed"), "true");
+      assert.equal(keys.length, 2);
+      assert.ok(keys[0] && keys[0] === keys[1], "both attempts carried one key");
+
+      const toggled = await withRetries((key) =>
+        api.PATCH("/api/{user_id}/tasks/{task_id}/complete", {
+          params: { path: { user_id: userId, task_id: created.data!.id }, header: { "Idempotency-Key": key } },
+        }),
+      );
+      assert.equal(toggled.data?.completed, true);
+
+      const page = await api.GET("/api/{user_id}/tasks", { params: { path: { user_id: userId } } });
+      assert.equal(page.data?.total, 1);
+    });
+
+    it("the client gives a create without a key a fresh one", async () => {
+      const { id: userId, token } = await newUser("auto-key");
+      const sent: (string | null)[] = [];
+      const recordingFetch = async (request: Request) => {
+        sent.push(request.headers.get("Idempotency-Key"));
+        return fetch(request);
+      };
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => token, fetch: recordingFetch });
+      await createTask(api, userId, { title: "one" });
+      await createTask(api, userId, { title: "two" });
+      await api.GET("/api/{user_id}/tasks", { params: { path: { user_id: userId } } });
+      assert.equal(sent.length, 3);
+      assert.match(sent[0] ?? "", /^[0-9a-f-]{36}$/);
+      assert.notEqual(sent[0], sent[1], "each new create has its own key");
+      assert.equal(sent[2], null, "a list takes no key");
     });
   });
 

@@ -1,0 +1,96 @@
+//! The `Idempotency-Key` header as an operation parameter, and turning a
+//! remembered response back into the operation's own response.
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    error::ParseParamError,
+    registry::{MetaParamIn, MetaSchema, MetaSchemaRef},
+    types::{ParseFromJSON, Type},
+};
+
+use crate::{
+    error::{ApiError, Problem},
+    idempotency::{IdempotencyKey, MAX_KEY_CHARS, Remembered},
+    tasks::inline_type,
+};
+
+inline_type!(
+    [] IdempotencyKey,
+    "string(idempotency_key)",
+    MetaSchema {
+        min_length: Some(1),
+        max_length: Some(MAX_KEY_CHARS + 2),
+        pattern: Some(format!(
+            r#"^(?:"[ !#-\[\]-~]{{1,{MAX_KEY_CHARS}}}"|[!#-~][ -~]{{0,{}}})$"#,
+            MAX_KEY_CHARS - 1
+        )),
+        ..MetaSchema::new("string")
+    }
+);
+
+/// An optional `Idempotency-Key` header, read from its raw bytes: a value
+/// that is not visible ASCII, or sent on two lines, is a 400 rather than
+/// (as a framework header parameter would have it) no key at all.
+pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);
+
+impl<'a> ApiExtractor<'a> for IdempotencyKeyHeader {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    const PARAM_IS_REQUIRED: bool = false;
+
+    type ParamType = IdempotencyKey;
+    type ParamRawType = IdempotencyKey;
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Header)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(IdempotencyKey::schema_ref())
+    }
+
+    fn param_raw_type(&self) -> Option<&Self::ParamRawType> {
+        self.0.as_ref()
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let invalid = || ParseParamError {
+            name: param_opts.name,
+            reason: IdempotencyKey::RULE.into(),
+        };
+        let mut lines = request.headers().get_all(param_opts.name).iter();
+        let Some(line) = lines.next() else {
+            return Ok(Self(None));
+        };
+        if lines.next().is_some() {
+            return Err(invalid().into());
+        }
+        let key = IdempotencyKey::parse(line.as_bytes()).ok_or_else(invalid)?;
+        Ok(Self(Some(key)))
+    }
+}
+
+/// The body of a remembered success, as the operation's own type; a
+/// remembered problem is answered again as the error it was.
+pub fn replayed_body<T: ParseFromJSON>(remembered: &Remembered) -> Result<T, ApiError> {
+    let json = serde_json::from_str(&remembered.body)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("remembered body: {err}")))?;
+    let status = poem::http::StatusCode::from_u16(remembered.status)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("remembered status: {err}")))?;
+    if status.is_success() {
+        return T::parse_from_json(Some(json)).map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("remembered body: {}", err.message()))
+        });
+    }
+    let problem = Problem::parse_from_json(Some(json)).map_err(|err| {
+        ApiError::Internal(anyhow::anyhow!("remembered problem: {}", err.message()))
+    })?;
+    Err(ApiError::Replayed {
+        status,
+        problem: Box::new(problem),
+    })
+}

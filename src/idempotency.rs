@@ -1,0 +1,302 @@
+//! Idempotent retries (draft-ietf-httpapi-idempotency-key-header). A write
+//! sent with an `Idempotency-Key` runs at most once per user and key: the
+//! response it got is remembered in the write's own transaction, so a crash
+//! never keeps one without the other, and a retry with the same key and the
+//! same request gets that response again instead of writing twice. Keys live
+//! in the database, shared by every instance, until `IDEMPOTENCY_TTL`.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::Utc;
+use entity::idempotency_key;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+    sea_query::{Func, Query},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{auth::Owner, error::ApiError};
+
+/// The longest key, in characters.
+pub const MAX_KEY_CHARS: usize = 255;
+
+/// A valid `Idempotency-Key`: 1 to [`MAX_KEY_CHARS`] printable ASCII
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// What a valid header looks like, for the 400 that rejects one.
+    pub const RULE: &str = "must be one header line of 1 to 255 printable ASCII characters, \
+         bare (`abc`) or in double quotes (`\"abc\"`)";
+
+    /// Reads a header's raw value: a structured-field string (`"abc"`, the
+    /// draft's form) or the bare key (`abc`, as Stripe's clients send it).
+    pub fn parse(raw: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
+        let key = match text.strip_prefix('"') {
+            Some(quoted) => quoted
+                .strip_suffix('"')
+                .filter(|inner| !inner.contains(['"', '\\']))?,
+            None => text,
+        };
+        let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
+        ((1..=MAX_KEY_CHARS).contains(&key.len()) && printable).then(|| Self(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What identifies a request for its key: SHA-256 (hex) of its method, path
+/// and JSON body (as parsed, so whitespace does not count).
+pub fn fingerprint(method: &str, path: &str, body: Option<&serde_json::Value>) -> String {
+    let mut hash = Sha256::new();
+    hash.update(method.as_bytes());
+    hash.update(b" ");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    if let Some(body) = body {
+        hash.update(body.to_string().as_bytes());
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// A response as remembered for a key's retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub status: u16,
+    /// The JSON body.
+    pub body: String,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// What a request with a key got: its own write's result, or the response
+/// remembered from an earlier request with the same key.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Ran(T),
+    Replayed(Remembered),
+}
+
+/// The keys and their lifetime, shared by every request.
+pub struct Idempotency {
+    ttl: Duration,
+    /// On SQLite (one process): the keys whose request is being worked on.
+    /// On PostgreSQL an advisory lock does this across instances.
+    in_flight: Arc<Mutex<HashSet<(String, IdempotencyKey)>>>,
+}
+
+impl Idempotency {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            in_flight: Arc::default(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Runs `write` once for this user and key: in one transaction with the
+    /// remembered response (`remember` of its result; 404 and 422 problems
+    /// too). A request whose key an earlier request with the same fingerprint
+    /// used gets that response back ([`Outcome::Replayed`]), one with another
+    /// fingerprint a 422, one while the first is still running a 409. An
+    /// error that is not remembered (a 5xx) rolls everything back, so a retry
+    /// runs again.
+    pub async fn run<T>(
+        &self,
+        db: &DatabaseConnection,
+        owner: &Owner,
+        key: &IdempotencyKey,
+        fingerprint: String,
+        write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+        remember: impl FnOnce(&T) -> Remembered,
+    ) -> Result<Outcome<T>, ApiError> {
+        let user_id = owner.id();
+        let backend = db.get_database_backend();
+        let _in_flight = match backend {
+            DbBackend::Postgres => None,
+            _ => Some(self.claim(user_id, key)?),
+        };
+        let txn = db.begin().await?;
+        if backend == DbBackend::Postgres && !lock_key(&txn, user_id, key).await? {
+            return Err(ApiError::IdempotencyKeyInFlight);
+        }
+        let now = Utc::now();
+        if let Some(earlier) =
+            idempotency_key::Entity::find_by_id((user_id.to_owned(), key.0.clone()))
+                .one(&txn)
+                .await?
+        {
+            if earlier.expires_at > now {
+                if earlier.fingerprint != fingerprint {
+                    return Err(ApiError::IdempotencyKeyReused);
+                }
+                return Ok(Outcome::Replayed(Remembered {
+                    status: u16::try_from(earlier.status).unwrap_or_default(),
+                    body: earlier.body,
+                    location: earlier.location,
+                    etag: earlier.etag,
+                }));
+            }
+            // Expired: forgotten, as if never used.
+            idempotency_key::Entity::delete_by_id((user_id.to_owned(), key.0.clone()))
+                .exec(&txn)
+                .await?;
+        }
+
+        let result = write(&txn).await;
+        let response = match &result {
+            Ok(value) => remember(value),
+            Err(err) if is_remembered(err) => Remembered {
+                status: err.status().as_u16(),
+                body: poem_openapi::types::ToJSON::to_json_string(&err.problem()),
+                location: None,
+                etag: None,
+            },
+            // Rolled back: the retry runs again.
+            Err(_) => return result.map(Outcome::Ran),
+        };
+        let expires_at =
+            now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
+        let stored = idempotency_key::ActiveModel {
+            user_id: Set(user_id.to_owned()),
+            key: Set(key.0.clone()),
+            fingerprint: Set(fingerprint),
+            status: Set(i32::from(response.status)),
+            body: Set(response.body),
+            location: Set(response.location),
+            etag: Set(response.etag),
+            expires_at: Set(expires_at),
+        }
+        .insert(&txn)
+        .await;
+        match stored {
+            Ok(_) => txn.commit().await?,
+            // Only another request with this key can have written it meanwhile.
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(ApiError::IdempotencyKeyInFlight);
+            }
+            Err(err) => return Err(err.into()),
+        }
+        result.map(Outcome::Ran)
+    }
+
+    fn claim(&self, user_id: &str, key: &IdempotencyKey) -> Result<InFlight, ApiError> {
+        let entry = (user_id.to_owned(), key.clone());
+        let mut keys = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if !keys.insert(entry.clone()) {
+            return Err(ApiError::IdempotencyKeyInFlight);
+        }
+        Ok(InFlight {
+            keys: self.in_flight.clone(),
+            entry,
+        })
+    }
+}
+
+/// A key being worked on; released when the request ends, however it ends.
+struct InFlight {
+    keys: Arc<Mutex<HashSet<(String, IdempotencyKey)>>>,
+    entry: (String, IdempotencyKey),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.entry);
+    }
+}
+
+/// 404 and 422 describe the request, so its retries get them again; a 5xx
+/// (and anything else) describes a moment, so a retry runs again.
+fn is_remembered(err: &ApiError) -> bool {
+    matches!(err.status().as_u16(), 404 | 422)
+}
+
+/// Advisory locks of this module are in their own class, away from any
+/// other user of `pg_advisory_*` on the database.
+const LOCK_CLASS: i32 = 0x1dea_0001;
+
+/// Takes the transaction-scoped advisory lock of this user and key, without
+/// waiting: `false` when another transaction (on any instance) holds it.
+async fn lock_key(
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    key: &IdempotencyKey,
+) -> Result<bool, DbErr> {
+    let digest = Sha256::new()
+        .chain_update(user_id.as_bytes())
+        .chain_update([0])
+        .chain_update(key.0.as_bytes())
+        .finalize();
+    let object = i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let statement = Query::select()
+        .expr(Func::cust("pg_try_advisory_xact_lock").args([LOCK_CLASS.into(), object.into()]))
+        .to_owned();
+    let row = txn.query_one(&statement).await?;
+    Ok(row
+        .map(|row| row.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+/// Deletes the keys past their `IDEMPOTENCY_TTL`; returns how many.
+pub async fn forget_expired(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let deleted = idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::ExpiresAt.lte(Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printable_ascii_bare_or_quoted() {
+        assert_eq!(IdempotencyKey::parse(b"abc").unwrap().as_str(), "abc");
+        assert_eq!(IdempotencyKey::parse(b"\"abc\"").unwrap().as_str(), "abc");
+        assert_eq!(IdempotencyKey::parse(b" a b ").unwrap().as_str(), "a b");
+        let longest = "k".repeat(MAX_KEY_CHARS);
+        assert!(IdempotencyKey::parse(longest.as_bytes()).is_some());
+        for bad in [
+            &b""[..],
+            b"\"\"",
+            b"\"abc",
+            b"\"a\"b\"",
+            b"\"a\\b\"",
+            b"caf\xc3\xa9",
+            b"a\x01b",
+            b"a\x7fb",
+            "k".repeat(MAX_KEY_CHARS + 1).as_bytes(),
+        ] {
+            assert_eq!(IdempotencyKey::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_covers_method_path_and_body_but_not_whitespace() {
+        let body: serde_json::Value = serde_json::from_str(r#"{ "title" : "t" }"#).unwrap();
+        let same: serde_json::Value = serde_json::from_str(r#"{"title":"t"}"#).unwrap();
+        let other = serde_json::json!({"title": "u"});
+        let base = fingerprint("POST", "/api/a/tasks", Some(&body));
+        assert_eq!(base, fingerprint("POST", "/api/a/tasks", Some(&same)));
+        assert_ne!(base, fingerprint("POST", "/api/a/tasks", Some(&other)));
+        assert_ne!(base, fingerprint("POST", "/api/b/tasks", Some(&body)));
+        assert_ne!(base, fingerprint("PUT", "/api/a/tasks", Some(&body)));
+    }
+}
