@@ -96,7 +96,10 @@ pub enum ApiError {
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
     /// `If-Match` named none of the task's current version; nothing changed.
-    #[error("the task has changed since you read it: it is now version {current_version}")]
+    #[error(
+        "`If-Match` does not name the task's current version, {current_version} \
+         (send its ETag, quotes included: `\"{current_version}\"`); nothing was changed"
+    )]
     PreconditionFailed { current_version: i64 },
     /// `REQUIRE_IF_MATCH` is on and the write did not send `If-Match`.
     #[error("this server requires `If-Match` with the version you read (its `ETag`)")]

@@ -123,39 +123,75 @@ impl Idempotency {
         remember: impl FnOnce(&T) -> Remembered,
     ) -> Result<Outcome<T>, ApiError> {
         let user_id = owner.id();
-        let backend = db.get_database_backend();
-        let _in_flight = match backend {
+        let _in_flight = match db.get_database_backend() {
             DbBackend::Postgres => None,
             _ => Some(self.claim(user_id, key)?),
         };
         let txn = db.begin().await?;
-        if backend == DbBackend::Postgres && !lock_key(&txn, user_id, key).await? {
-            return Err(ApiError::IdempotencyKeyInFlight);
+        let request = KeyedRequest {
+            user_id,
+            key,
+            fingerprint,
+        };
+        // Every path ends the transaction before answering: a dropped one
+        // would hold the key's advisory lock until its connection is reused.
+        match self.write_once(&txn, request, write, remember).await {
+            Ok(End::Commit(result)) => {
+                txn.commit().await?;
+                result.map(Outcome::Ran)
+            }
+            Ok(End::RollBack(outcome)) => {
+                txn.rollback().await?;
+                outcome
+            }
+            Err(err) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back after an error failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The work of [`Self::run`] inside its transaction, and how to end it.
+    async fn write_once<T>(
+        &self,
+        txn: &DatabaseTransaction,
+        request: KeyedRequest<'_>,
+        write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+        remember: impl FnOnce(&T) -> Remembered,
+    ) -> Result<End<T>, ApiError> {
+        let KeyedRequest {
+            user_id,
+            key,
+            fingerprint,
+        } = request;
+        if txn.get_database_backend() == DbBackend::Postgres && !lock_key(txn, user_id, key).await?
+        {
+            return Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)));
         }
         let now = Utc::now();
-        if let Some(earlier) =
-            idempotency_key::Entity::find_by_id((user_id.to_owned(), key.0.clone()))
-                .one(&txn)
-                .await?
+        let id = (user_id.to_owned(), key.0.clone());
+        if let Some(earlier) = idempotency_key::Entity::find_by_id(id.clone())
+            .one(txn)
+            .await?
         {
             if earlier.expires_at > now {
                 if earlier.fingerprint != fingerprint {
-                    return Err(ApiError::IdempotencyKeyReused);
+                    return Ok(End::RollBack(Err(ApiError::IdempotencyKeyReused)));
                 }
-                return Ok(Outcome::Replayed(Remembered {
+                return Ok(End::RollBack(Ok(Outcome::Replayed(Remembered {
                     status: u16::try_from(earlier.status).unwrap_or_default(),
                     body: earlier.body,
                     location: earlier.location,
                     etag: earlier.etag,
-                }));
+                }))));
             }
             // Expired: forgotten, as if never used.
-            idempotency_key::Entity::delete_by_id((user_id.to_owned(), key.0.clone()))
-                .exec(&txn)
-                .await?;
+            idempotency_key::Entity::delete_by_id(id).exec(txn).await?;
         }
 
-        let result = write(&txn).await;
+        let result = write(txn).await;
         let response = match &result {
             Ok(value) => remember(value),
             Err(err) if is_remembered(err) => Remembered {
@@ -165,7 +201,7 @@ impl Idempotency {
                 etag: None,
             },
             // Rolled back: the retry runs again.
-            Err(_) => return result.map(Outcome::Ran),
+            Err(_) => return Ok(End::RollBack(result.map(Outcome::Ran))),
         };
         let expires_at =
             now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
@@ -179,17 +215,16 @@ impl Idempotency {
             etag: Set(response.etag),
             expires_at: Set(expires_at),
         }
-        .insert(&txn)
+        .insert(txn)
         .await;
         match stored {
-            Ok(_) => txn.commit().await?,
+            Ok(_) => Ok(End::Commit(result)),
             // Only another request with this key can have written it meanwhile.
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(ApiError::IdempotencyKeyInFlight);
+                Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)))
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => Err(err.into()),
         }
-        result.map(Outcome::Ran)
     }
 
     fn claim(&self, user_id: &str, key: &IdempotencyKey) -> Result<InFlight, ApiError> {
@@ -203,6 +238,21 @@ impl Idempotency {
             entry,
         })
     }
+}
+
+/// Who sent a keyed request, with which key, and what it was.
+struct KeyedRequest<'a> {
+    user_id: &'a str,
+    key: &'a IdempotencyKey,
+    fingerprint: String,
+}
+
+/// How [`Idempotency::run`] ends its transaction, and what it answers.
+enum End<T> {
+    /// The write and its remembered response (a 404 or 422 among them).
+    Commit(Result<T, ApiError>),
+    /// Nothing to keep: a replay, a refusal, or an error to run again.
+    RollBack(Result<Outcome<T>, ApiError>),
 }
 
 /// A key being worked on; released when the request ends, however it ends.

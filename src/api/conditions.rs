@@ -34,10 +34,6 @@ pub struct EntityTag {
 }
 
 impl EntityTags {
-    /// What a valid header looks like, for the 400 that rejects one.
-    pub const RULE: &str =
-        "must be `*` or a comma-separated list of quoted entity tags, such as `\"7\"`";
-
     /// The versions a write sent with this `If-Match` may change. Strong
     /// comparison: a weak tag matches nothing.
     pub fn for_write(&self) -> IfVersion {
@@ -109,9 +105,13 @@ fn version_of(opaque: &str) -> Option<i64> {
 
 inline_type!([] EntityTags, "string(entity_tags)", MetaSchema::new("string"));
 
+/// A value that is not `*` or a list of entity tags (`7` without its quotes,
+/// say) names no version. RFC 9110 leaves such a value to the server; matching
+/// nothing is the safe side: a write is refused with a 412 whose
+/// `current_version` shows what to send, a read is answered in full.
 impl ParseFromParameter for EntityTags {
     fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Self::parse(value).ok_or_else(|| ParseError::custom(Self::RULE))
+        Ok(Self::parse(value).unwrap_or(Self::List(Vec::new())))
     }
 
     fn parse_from_parameters<I: IntoIterator<Item = A>, A: AsRef<str>>(
@@ -121,7 +121,7 @@ impl ParseFromParameter for EntityTags {
         match lines.as_slice() {
             [] => Err(ParseError::expected_input()),
             [line] => Self::parse_from_parameter(line.as_ref()),
-            // `*` stands alone; tags on several lines are one list.
+            // Tags on several lines are one list (`*` stands alone).
             lines => {
                 let joined = lines
                     .iter()
@@ -130,7 +130,7 @@ impl ParseFromParameter for EntityTags {
                     .join(",");
                 match Self::parse(&joined) {
                     Some(Self::List(tags)) => Ok(Self::List(tags)),
-                    _ => Err(ParseError::custom(Self::RULE)),
+                    _ => Ok(Self::List(Vec::new())),
                 }
             }
         }
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_values_are_refused() {
+    fn a_value_that_is_not_entity_tags_names_no_version() {
         for bad in [
             "7",
             r#""7"#,
@@ -200,8 +200,14 @@ mod tests {
             r#""7", *"#,
             r#""a b""#,
         ] {
-            assert_eq!(parse(&[bad]), None, "{bad:?}");
+            assert_eq!(EntityTags::parse(bad), None, "{bad:?}");
+            let read = parse(&[bad]).unwrap();
+            assert_eq!(read.for_write(), IfVersion::OneOf(vec![]), "{bad:?}");
+            assert!(!read.matches_weakly(7), "{bad:?}");
         }
-        assert_eq!(parse(&["*", r#""7""#]), None);
+        assert_eq!(
+            parse(&["*", r#""7""#]).unwrap().for_write(),
+            IfVersion::OneOf(vec![])
+        );
     }
 }

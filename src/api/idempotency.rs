@@ -94,3 +94,38 @@ pub fn replayed_body<T: ParseFromJSON>(remembered: &Remembered) -> Result<T, Api
         problem: Box::new(problem),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_pattern_accepts_what_the_parser_accepts() {
+        let MetaSchemaRef::Inline(schema) = IdempotencyKey::schema_ref() else {
+            panic!("an inline schema");
+        };
+        let pattern = regex::Regex::new(schema.pattern.as_deref().unwrap()).unwrap();
+        let longest = "k".repeat(MAX_KEY_CHARS);
+        let too_long = "k".repeat(MAX_KEY_CHARS + 1);
+        for value in [
+            "abc",
+            "\"abc\"",
+            "a b",
+            "a\"b",
+            longest.as_str(),
+            "",
+            "\"\"",
+            "\"abc",
+            "\"a\"b\"",
+            "\"a\\b\"",
+            "a\tb",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                pattern.is_match(value),
+                IdempotencyKey::parse(value.as_bytes()).is_some(),
+                "{value:?}"
+            );
+        }
+    }
+}

@@ -19,7 +19,7 @@ use poem_openapi::{
 };
 use sea_orm::DbErr;
 
-use super::{conditions::EntityTags, query_rule};
+use super::query_rule;
 use crate::{
     config::MAX_BODY_BYTES,
     error::{ApiError, FieldError, PROBLEM_JSON, Problem},
@@ -56,14 +56,20 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     ),
     // 409: a request with the same `Idempotency-Key` is in progress.
     ("createTask", WRITES_WITH_BODY),
-    // 400: a malformed `If-None-Match`.
-    (
-        "getTask",
-        &[BadRequest, Unauthorized, Forbidden, NotFound, Unavailable],
-    ),
+    ("getTask", &[Unauthorized, Forbidden, NotFound, Unavailable]),
     ("replaceTask", CONDITIONAL_WRITES_WITH_BODY),
     ("updateTask", CONDITIONAL_WRITES_WITH_BODY),
-    ("deleteTask", CONDITIONAL_WRITES),
+    (
+        "deleteTask",
+        &[
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            PreconditionFailed,
+            PreconditionRequired,
+            Unavailable,
+        ],
+    ),
     // 409 and 422: its `Idempotency-Key` is in progress, or was used for
     // another request.
     (
@@ -86,18 +92,6 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     // between provisioning and the read).
     ("getMe", &[Unauthorized, Forbidden, NotFound, Unavailable]),
     ("health", &[Unavailable]),
-];
-
-/// A write to one task named in the path, made under its `If-Match`
-/// (400 when malformed, 412 when no version matches, 428 when required).
-const CONDITIONAL_WRITES: &[ErrorStatus] = &[
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
-    Unavailable,
 ];
 
 /// A write with a JSON body (which can be malformed, slow or too large, and
@@ -220,7 +214,7 @@ impl ErrorStatus {
     fn description(self) -> &'static str {
         match self {
             BadRequest => {
-                "Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters."
+                "Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters."
             }
             Unauthorized => "Missing, malformed, expired or wrongly signed bearer token.",
             Forbidden => "The `user_id` in the path is not the token's subject.",
@@ -235,7 +229,7 @@ impl ErrorStatus {
                 "A request with the same `Idempotency-Key` is still being worked on; retry after `Retry-After` seconds to get its response."
             }
             PreconditionFailed => {
-                "`If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it."
+                "`If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`."
             }
             Unprocessable => {
                 "Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`)."
@@ -332,7 +326,6 @@ impl From<DatabaseUnavailable> for poem::Error {
 /// for any other parameter.
 fn header_rule(name: &str) -> Option<&'static str> {
     match name {
-        "If-Match" | "If-None-Match" => Some(EntityTags::RULE),
         "Idempotency-Key" => Some(crate::idempotency::IdempotencyKey::RULE),
         _ => None,
     }

@@ -204,7 +204,9 @@ pub async fn update(
 
     let txn = db.begin().await?;
     let Some(task) = update.exec_with_returning(&txn).await?.pop() else {
-        return Err(not_written(&txn, user_id, task_id).await);
+        let refusal = not_written(&txn, user_id, task_id).await;
+        txn.rollback().await?;
+        return Err(refusal);
     };
     let tags = match changes.tags {
         Some(tags) => {

@@ -158,9 +158,17 @@ impl TestApp {
     }
 
     async fn until_writes_in_progress(&self, done: impl Fn(usize) -> bool, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !done(self.writes_in_progress()) {
-            assert!(std::time::Instant::now() < deadline, "{what} within 5 s");
+        // A guard against waiting forever, generous for a loaded machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let in_progress = self.writes_in_progress();
+            if done(in_progress) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within 30 s ({in_progress} write connections in use)"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -172,12 +180,38 @@ impl TestApp {
             .await;
     }
 
-    /// Returns once a request holds one of the app's write connections: with
-    /// the tasks lock held ([`hold_tasks_lock`]), it is then waiting for the
-    /// lock. A readiness signal for tests that order requests around it.
+    /// Returns once a request waits for the tasks lock ([`hold_tasks_lock`]):
+    /// on PostgreSQL a backend of this database waits for a lock; on SQLite,
+    /// whose busy wait shows nowhere, a request holds the one write
+    /// connection. A readiness signal for tests that order requests around it.
     pub async fn until_a_write_waits(&self) {
-        self.until_writes_in_progress(|n| n > 0, "no request reached the database")
-            .await;
+        if self.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            self.until_writes_in_progress(|n| n > 0, "no request reached the database")
+                .await;
+            return;
+        }
+        let waiting = sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let row = self
+                .db
+                .query_one_raw(waiting.clone())
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get_by_index::<i64>(0).unwrap() > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request waited for the tasks lock within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A signed-in user with a valid token for `id`.

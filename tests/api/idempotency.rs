@@ -247,15 +247,16 @@ async fn a_retry_while_the_first_is_in_progress_is_a_409_with_retry_after(backen
     let lock = crate::helpers::hold_tasks_lock(backend, &app.database_url).await;
     let body = json!({"title": "slow"});
 
-    app.until_writes_are_done().await;
-    let first = create_with_key(&alice, "slow-key", body.clone());
-    let retry = async {
-        app.until_a_write_waits().await;
-        let retry = create_with_key(&alice, "slow-key", body.clone()).await;
-        drop(lock);
-        retry
+    // Sent together while the tasks are locked: whichever takes the key
+    // waits for the lock, so the one that finishes first is the other.
+    let mut one = std::pin::pin!(create_with_key(&alice, "slow-key", body.clone()));
+    let mut two = std::pin::pin!(create_with_key(&alice, "slow-key", body.clone()));
+    let (retry, first) = tokio::select! {
+        early = &mut one => (early, two),
+        early = &mut two => (early, one),
     };
-    let (first, retry) = tokio::join!(first, retry);
+    drop(lock);
+    let first = first.await;
 
     let problem = retry.problem(StatusCode::CONFLICT);
     assert!(problem["detail"].as_str().unwrap().contains("in progress"));

@@ -75,12 +75,12 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
     let statuses = |list: &str| list.split(' ').map(String::from).collect::<BTreeSet<_>>();
     let expected = [
         ("listTasks", "200 401 403 422 503"),
-        ("createTask", "201 400 401 403 408 413 422 503"),
-        ("getTask", "200 304 400 401 403 404 503"),
+        ("createTask", "201 400 401 403 408 409 413 422 503"),
+        ("getTask", "200 304 401 403 404 503"),
         ("replaceTask", "200 400 401 403 404 408 412 413 422 428 503"),
         ("updateTask", "200 400 401 403 404 408 412 413 422 428 503"),
-        ("deleteTask", "204 400 401 403 404 412 428 503"),
-        ("toggleTask", "200 400 401 403 404 412 428 503"),
+        ("deleteTask", "204 401 403 404 412 428 503"),
+        ("toggleTask", "200 400 401 403 404 409 412 422 428 503"),
         ("listTags", "200 401 403 503"),
         ("getStats", "200 401 403 503"),
         ("getMe", "200 401 403 404 503"),

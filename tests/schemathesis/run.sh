@@ -91,7 +91,7 @@ status=0
 # Run from a scratch directory: Schemathesis writes state into its working dir.
 (
     cd "$work"
-    "$venv/bin/schemathesis" --config-file "$root/$here/schemathesis.toml" \
+    SCHEMATHESIS_HOOKS=$root/$here/hooks.py "$venv/bin/schemathesis" --config-file "$root/$here/schemathesis.toml" \
         run "$spec" \
         --url "$base" \
         --checks all \

@@ -892,7 +892,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1105,25 +1105,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
-            400: {
-                headers: {
-                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "type": "about:blank",
-                     *       "title": "Bad Request",
-                     *       "status": 400,
-                     *       "detail": "request body is not valid JSON: expected `,` or `}` at line 1 column 18"
-                     *     }
-                     */
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
@@ -1243,7 +1224,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1340,7 +1321,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            /** @description `If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`. */
             412: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1353,7 +1334,7 @@ export interface operations {
                      *       "type": "/problems/precondition-failed",
                      *       "title": "Precondition Failed",
                      *       "status": 412,
-                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "detail": "`If-Match` does not name the task's current version, 8 (send its ETag, quotes included: `\"8\"`); nothing was changed",
                      *       "current_version": 8
                      *     }
                      */
@@ -1475,25 +1456,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
-            400: {
-                headers: {
-                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "type": "about:blank",
-                     *       "title": "Bad Request",
-                     *       "status": 400,
-                     *       "detail": "request body is not valid JSON: expected `,` or `}` at line 1 column 18"
-                     *     }
-                     */
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description Missing, malformed, expired or wrongly signed bearer token. */
             401: {
                 headers: {
@@ -1553,7 +1515,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            /** @description `If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`. */
             412: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1566,7 +1528,7 @@ export interface operations {
                      *       "type": "/problems/precondition-failed",
                      *       "title": "Precondition Failed",
                      *       "status": 412,
-                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "detail": "`If-Match` does not name the task's current version, 8 (send its ETag, quotes included: `\"8\"`); nothing was changed",
                      *       "current_version": 8
                      *     }
                      */
@@ -1652,7 +1614,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1749,7 +1711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            /** @description `If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`. */
             412: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1762,7 +1724,7 @@ export interface operations {
                      *       "type": "/problems/precondition-failed",
                      *       "title": "Precondition Failed",
                      *       "status": 412,
-                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "detail": "`If-Match` does not name the task's current version, 8 (send its ETag, quotes included: `\"8\"`); nothing was changed",
                      *       "current_version": 8
                      *     }
                      */
@@ -1900,7 +1862,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, `If-Match` / `If-None-Match` is not `*` or a list of quoted entity tags, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
+            /** @description Malformed request: the body is not valid JSON, `Content-Type` is not `application/json`, or `Idempotency-Key` is not one line of 1 to 255 printable ASCII characters. */
             400: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1999,7 +1961,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` named none of the task's current version: someone changed it since you read it, and nothing was changed now. `current_version` is the version stored; read the task again, then retry with it. */
+            /** @description `If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`. */
             412: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -2012,7 +1974,7 @@ export interface operations {
                      *       "type": "/problems/precondition-failed",
                      *       "title": "Precondition Failed",
                      *       "status": 412,
-                     *       "detail": "the task has changed since you read it: it is now version 8",
+                     *       "detail": "`If-Match` does not name the task's current version, 8 (send its ETag, quotes included: `\"8\"`); nothing was changed",
                      *       "current_version": 8
                      *     }
                      */

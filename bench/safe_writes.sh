@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# What a write's precondition costs: PATCH without and with `If-Match`
-# (the version each connection last saw, so every write succeeds), side by
-# side on one server, on SQLite or PostgreSQL. Each wrk thread has one
-# connection and one task of its own and follows that task's `ETag`.
+# What safe writes cost: POST without and with an `Idempotency-Key` (a new
+# one per request, so each is remembered), and PATCH without and with
+# `If-Match` (the version each connection last saw, so every write
+# succeeds), side by side on one server, on SQLite or PostgreSQL. Each wrk
+# thread has one connection and one task of its own and follows its `ETag`.
 #
-#   bench/conditional.sh                    # this build, SQLite
-#   DATABASE=postgres bench/conditional.sh
-#   CONNECTIONS=10 DURATION=10s ROUNDS=3 BINARY=target/release/todo-api bench/conditional.sh
+#   bench/safe_writes.sh                    # this build, SQLite
+#   DATABASE=postgres bench/safe_writes.sh
+#   CONNECTIONS=10 DURATION=10s ROUNDS=3 BINARY=target/release/todo-api bench/safe_writes.sh
 #
 # wrk runs on the same machine as the server and shares its cores.
 set -euo pipefail
@@ -31,9 +32,9 @@ trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 export BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 RUST_LOG=error
 
 if [[ $DATABASE == postgres ]]; then
-    psql -q "$PG/postgres" -c 'DROP DATABASE IF EXISTS todo_bench_conditional' \
-        -c 'CREATE DATABASE todo_bench_conditional'
-    export DATABASE_URL=$PG/todo_bench_conditional
+    psql -q "$PG/postgres" -c 'DROP DATABASE IF EXISTS todo_bench_safe_writes' \
+        -c 'CREATE DATABASE todo_bench_safe_writes'
+    export DATABASE_URL=$PG/todo_bench_safe_writes
 else
     export DATABASE_URL="sqlite://$work/bench.db?mode=rwc"
 fi
@@ -49,9 +50,10 @@ for _ in $(seq 1 "$CONNECTIONS"); do
         python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')")
 done
 
-cat >"$work/patch.lua" <<'LUA'
--- One task per thread (one connection each); with IF_MATCH=1 each PATCH
--- names the version the previous answer's ETag gave.
+cat >"$work/writes.lua" <<'LUA'
+-- One task per thread (one connection each). WRITE=patch: with IF_MATCH=1
+-- each PATCH names the version the previous answer's ETag gave.
+-- WRITE=create: with IDEMPOTENCY_KEY=1 each POST has a key of its own.
 local ids = {}
 for id in string.gmatch(os.getenv("TASK_IDS"), "%d+") do ids[#ids + 1] = id end
 local next_thread = 0
@@ -60,7 +62,10 @@ function setup(thread)
   thread:set("task_id", ids[next_thread])
 end
 
+local create = os.getenv("WRITE") == "create"
 local conditional = os.getenv("IF_MATCH") == "1"
+local idempotent = os.getenv("IDEMPOTENCY_KEY") == "1"
+local round = os.getenv("ROUND")
 local etag = nil
 local count = 0
 function request()
@@ -69,6 +74,13 @@ function request()
     ["Authorization"] = "Bearer " .. os.getenv("TOKEN"),
     ["Content-Type"] = "application/json",
   }
+  if create then
+    if idempotent then
+      headers["Idempotency-Key"] = string.format("bench-%s-%s-%d", round, task_id, count)
+    end
+    local body = '{"title":"bench create","priority":"high","tags":["bench"]}'
+    return wrk.format("POST", "/api/bench/tasks", headers, body)
+  end
   if conditional and etag then headers["If-Match"] = etag end
   local body = string.format('{"title":"bench patch %d","priority":"low"}', count)
   return wrk.format("PATCH", "/api/bench/tasks/" .. task_id, headers, body)
@@ -89,14 +101,19 @@ summarise() {
 }
 
 export TOKEN=$token TASK_IDS="${ids[*]}"
-printf '%-8s %-22s %9s %9s %9s %6s\n' round workload rps p50 p99 errors
+printf '%-8s %-26s %9s %9s %9s %6s\n' round workload rps p50 p99 errors
 # Not measured: warms the connections and the pool.
-IF_MATCH=0 wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d2s -s "$work/patch.lua" "http://127.0.0.1:$PORT" >/dev/null
+WRITE=patch wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d2s -s "$work/writes.lua" "http://127.0.0.1:$PORT" >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
-    for conditional in 0 1; do
-        label=$([[ $conditional == 1 ]] && echo "PATCH + If-Match" || echo "PATCH")
-        printf '%-8s %-22s ' "$round" "$label"
-        IF_MATCH=$conditional wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-            -s "$work/patch.lua" "http://127.0.0.1:$PORT" | summarise
+    for workload in create create+key patch patch+if-match; do
+        case $workload in
+            create) env=(WRITE=create IDEMPOTENCY_KEY=0) label="POST" ;;
+            create+key) env=(WRITE=create IDEMPOTENCY_KEY=1) label="POST + Idempotency-Key" ;;
+            patch) env=(WRITE=patch IF_MATCH=0) label="PATCH" ;;
+            patch+if-match) env=(WRITE=patch IF_MATCH=1) label="PATCH + If-Match" ;;
+        esac
+        printf '%-8s %-26s ' "$round" "$label"
+        env "${env[@]}" ROUND="$round" wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+            -s "$work/writes.lua" "http://127.0.0.1:$PORT" | summarise
     done
 done
