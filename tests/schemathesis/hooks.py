@@ -18,9 +18,12 @@ def before_call(context, case, kwargs):
     the API rightly refuses with a 422 (`/problems/idempotency-key-reused`,
     covered by tests/api/idempotency.rs) and Schemathesis would count as a
     valid request rejected. Invalid keys are sent as generated, so their 400
-    is still checked.
+    is still checked. Negative cases are left alone: editing one makes
+    Schemathesis revalidate it as positive and send what it meant to leave
+    out (a "missing Authorization" case would carry the token).
     """
-    headers = case.headers or {}
-    for name, value in list(headers.items()):
+    if case.meta is not None and case.meta.generation.mode.is_negative:
+        return
+    for name, value in list((case.headers or {}).items()):
         if name.lower() == "idempotency-key" and isinstance(value, str) and VALID_KEY.match(value):
-            headers[name] = str(uuid.uuid4())
+            case.headers[name] = str(uuid.uuid4())
