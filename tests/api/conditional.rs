@@ -321,27 +321,8 @@ async fn existing_tasks_start_at_version_1(backend: Backend) {
     let alice = app.user("alice");
     let id = id_of(&alice.create(json!({"title": "from before"})).await);
     alice.toggle(id).await.assert_success();
-    let migrate = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
-            .arg("migrate")
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    };
-    // Back to before versions (that migration and every one after it).
-    let since_versions = {
-        use migration::MigratorTrait;
-        let migrations = migration::Migrator::migrations();
-        let index = migrations
-            .iter()
-            .position(|m| m.name() == "m20261205_000001_task_versions")
-            .unwrap();
-        (migrations.len() - index).to_string()
-    };
-    migrate(&["down", "-n", &since_versions]);
-    migrate(&["up"]);
+    app.migrate_down_to_before("m20261205_000001_task_versions");
+    app.migrate(&["up"]);
     assert_version(&alice.get(&format!("/tasks/{id}")).await, 1);
     assert_eq!(
         stored(&app, id).await,

@@ -141,6 +141,29 @@ impl TestApp {
         })
     }
 
+    /// Runs `todo-api migrate <args>` on this app's database.
+    pub fn migrate(&self, args: &[&str]) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .arg("migrate")
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    /// Rolls the schema back to before the migration `name` (it and every
+    /// one after it), however many later migrations there are.
+    pub fn migrate_down_to_before(&self, name: &str) {
+        use migration::MigratorTrait;
+        let migrations = migration::Migrator::migrations();
+        let index = migrations
+            .iter()
+            .position(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("no migration {name}"));
+        self.migrate(&["down", "-n", &(migrations.len() - index).to_string()]);
+    }
+
     /// Connections of the app's write pool that a request holds (or that
     /// are still being returned after one).
     fn writes_in_progress(&self) -> usize {

@@ -325,26 +325,8 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(backend: Back
             .create(json!({"title": "ΟΔΟΣ", "description": "ﬁnance"}))
             .await,
     );
-    let migrate = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
-            .arg("migrate")
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    };
-    // Back to before the search-key migration: it and every one after it.
-    let since_search_keys = {
-        use migration::MigratorTrait;
-        let migrations = migration::Migrator::migrations();
-        let index = migrations
-            .iter()
-            .position(|m| m.name() == "m20261203_000003_recompute_search_keys")
-            .unwrap();
-        (migrations.len() - index).to_string()
-    };
-    migrate(&["down", "-n", &since_search_keys]);
+    // Back to before the search-key migration.
+    app.migrate_down_to_before("m20261203_000003_recompute_search_keys");
     // Read as the columns of that time: later ones (`version`) are gone.
     let search_keys = || async {
         use entity::task::{Column, Entity};
@@ -365,7 +347,7 @@ async fn the_search_key_migration_recomputes_stored_keys_both_ways(backend: Back
         ("οδος", Some("ﬁnance")),
         "down: the previous release's lower-cased keys"
     );
-    migrate(&["up"]);
+    app.migrate(&["up"]);
     let stored = app.stored_task(id).await.unwrap();
     assert_eq!(
         (
