@@ -14,9 +14,9 @@ use std::{
 use chrono::Utc;
 use entity::idempotency_key;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
-    sea_query::{Func, Query},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, ExprTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+    sea_query::{Expr, Func, OnConflict, Query},
 };
 use sha2::{Digest, Sha256};
 
@@ -131,7 +131,7 @@ impl Idempotency {
         let request = KeyedRequest {
             user_id,
             key,
-            fingerprint,
+            fingerprint: &fingerprint,
         };
         // Every path ends the transaction before answering: a dropped one
         // would hold the key's advisory lock until its connection is reused.
@@ -144,6 +144,10 @@ impl Idempotency {
                 txn.rollback().await?;
                 outcome
             }
+            Ok(End::Earlier) => {
+                txn.rollback().await?;
+                earlier_response(db, user_id, key, &fingerprint).await
+            }
             Err(err) => {
                 if let Err(rollback) = txn.rollback().await {
                     tracing::warn!(error = %rollback, "rolling back after an error failed");
@@ -154,6 +158,10 @@ impl Idempotency {
     }
 
     /// The work of [`Self::run`] inside its transaction, and how to end it.
+    /// The write runs first and the key is stored after it: for a new key
+    /// (the common case) that is one statement more than the write alone. A
+    /// key already stored is found by that statement, and the write rolled
+    /// back.
     async fn write_once<T>(
         &self,
         txn: &DatabaseTransaction,
@@ -170,27 +178,6 @@ impl Idempotency {
         {
             return Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)));
         }
-        let now = Utc::now();
-        let id = (user_id.to_owned(), key.0.clone());
-        if let Some(earlier) = idempotency_key::Entity::find_by_id(id.clone())
-            .one(txn)
-            .await?
-        {
-            if earlier.expires_at > now {
-                if earlier.fingerprint != fingerprint {
-                    return Ok(End::RollBack(Err(ApiError::IdempotencyKeyReused)));
-                }
-                return Ok(End::RollBack(Ok(Outcome::Replayed(Remembered {
-                    status: u16::try_from(earlier.status).unwrap_or_default(),
-                    body: earlier.body,
-                    location: earlier.location,
-                    etag: earlier.etag,
-                }))));
-            }
-            // Expired: forgotten, as if never used.
-            idempotency_key::Entity::delete_by_id(id).exec(txn).await?;
-        }
-
         let result = write(txn).await;
         let response = match &result {
             Ok(value) => remember(value),
@@ -203,23 +190,42 @@ impl Idempotency {
             // Rolled back: the retry runs again.
             Err(_) => return Ok(End::RollBack(result.map(Outcome::Ran))),
         };
+        let now = Utc::now();
         let expires_at =
             now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
-        let stored = idempotency_key::ActiveModel {
+        let row = idempotency_key::ActiveModel {
             user_id: Set(user_id.to_owned()),
             key: Set(key.0.clone()),
-            fingerprint: Set(fingerprint),
+            fingerprint: Set(fingerprint.to_owned()),
             status: Set(i32::from(response.status)),
             body: Set(response.body),
             location: Set(response.location),
             etag: Set(response.etag),
             expires_at: Set(expires_at),
-        }
-        .insert(txn)
-        .await;
+        };
+        use idempotency_key::Column as C;
+        // A row past its expiry is forgotten: this request takes its place.
+        let stored = idempotency_key::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([C::UserId, C::Key])
+                    .update_columns([
+                        C::Fingerprint,
+                        C::Status,
+                        C::Body,
+                        C::Location,
+                        C::Etag,
+                        C::ExpiresAt,
+                    ])
+                    .action_and_where(Expr::col((idempotency_key::Entity, C::ExpiresAt)).lte(now))
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await;
         match stored {
+            Ok(0) => Ok(End::Earlier),
             Ok(_) => Ok(End::Commit(result)),
-            // Only another request with this key can have written it meanwhile.
+            // The other request with this key committed between our lock and
+            // our insert (PostgreSQL reads a snapshot taken before it).
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)))
             }
@@ -244,15 +250,42 @@ impl Idempotency {
 struct KeyedRequest<'a> {
     user_id: &'a str,
     key: &'a IdempotencyKey,
-    fingerprint: String,
+    fingerprint: &'a str,
 }
 
 /// How [`Idempotency::run`] ends its transaction, and what it answers.
 enum End<T> {
     /// The write and its remembered response (a 404 or 422 among them).
     Commit(Result<T, ApiError>),
-    /// Nothing to keep: a replay, a refusal, or an error to run again.
+    /// Nothing to keep: a refusal, or an error to run again.
     RollBack(Result<Outcome<T>, ApiError>),
+    /// The key was used before: roll the write back and answer what the
+    /// earlier request got.
+    Earlier,
+}
+
+/// What an earlier request with this key got: its response again if it was
+/// the same request, a 422 if not.
+async fn earlier_response<T>(
+    db: &DatabaseConnection,
+    user_id: &str,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<Outcome<T>, ApiError> {
+    let earlier = idempotency_key::Entity::find_by_id((user_id.to_owned(), key.0.clone()))
+        .one(db)
+        .await?;
+    match earlier {
+        Some(earlier) if earlier.fingerprint == fingerprint => Ok(Outcome::Replayed(Remembered {
+            status: u16::try_from(earlier.status).unwrap_or_default(),
+            body: earlier.body,
+            location: earlier.location,
+            etag: earlier.etag,
+        })),
+        Some(_) => Err(ApiError::IdempotencyKeyReused),
+        // Swept since: the client's retry will run afresh.
+        None => Err(ApiError::IdempotencyKeyInFlight),
+    }
 }
 
 /// A key being worked on; released when the request ends, however it ends.
