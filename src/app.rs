@@ -23,7 +23,7 @@ use crate::{
     auth::TokenVerifier,
     config::{Config, MAX_BODY_BYTES},
     db,
-    error::ApiError,
+    error::{ApiError, IDEMPOTENT_REPLAYED},
     idempotency::{self, Idempotency},
     server,
     state::AppState,
@@ -108,6 +108,11 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .boxed()
 }
 
+/// The request header that makes a create or a toggle safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// What the browser frontend may send and read: besides the token and JSON,
+/// the headers of concurrent edits and retries.
 fn cors(origins: &[String]) -> Cors {
     let cors = Cors::new()
         .allow_methods([
@@ -117,10 +122,22 @@ fn cors(origins: &[String]) -> Cors {
             Method::PATCH,
             Method::DELETE,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+        ])
         .allow_header(telemetry::REQUEST_ID)
-        .expose_headers([header::LOCATION, header::WWW_AUTHENTICATE])
+        .allow_header(IDEMPOTENCY_KEY)
+        .expose_headers([
+            header::LOCATION,
+            header::WWW_AUTHENTICATE,
+            header::ETAG,
+            header::RETRY_AFTER,
+        ])
         .expose_header(telemetry::REQUEST_ID)
+        .expose_header(IDEMPOTENT_REPLAYED)
         .max_age(600);
     // No origins configured means any origin: only `*` does that.
     if origins.iter().any(|origin| origin == "*") {

@@ -482,7 +482,7 @@ fn preflight<'a>(
         .header("access-control-request-method", "POST")
         .header(
             "access-control-request-headers",
-            "authorization,content-type",
+            "authorization,content-type,idempotency-key,if-match",
         )
 }
 
@@ -520,7 +520,13 @@ async fn cors_lets_the_frontend_origin_call_the_api(backend: Backend) {
     let methods = header_items(&response, "access-control-allow-methods");
     assert!(methods.contains(&"post".to_owned()), "{methods:?}");
     let headers = header_items(&response, "access-control-allow-headers");
-    for needed in ["authorization", "content-type"] {
+    for needed in [
+        "authorization",
+        "content-type",
+        "if-match",
+        "if-none-match",
+        "idempotency-key",
+    ] {
         assert!(
             headers.contains(&needed.to_owned()),
             "{needed}: {headers:?}"
@@ -543,7 +549,18 @@ async fn cors_lets_the_frontend_origin_call_the_api(backend: Backend) {
         .split(',')
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
-    assert!(exposed.contains(&"location".to_owned()), "{exposed:?}");
+    for readable in [
+        "location",
+        "etag",
+        "retry-after",
+        "idempotent-replayed",
+        "x-request-id",
+    ] {
+        assert!(
+            exposed.contains(&readable.to_owned()),
+            "{readable}: {exposed:?}"
+        );
+    }
 }
 
 #[apply(both_backends)]
