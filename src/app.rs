@@ -185,9 +185,19 @@ async fn forget_expired_keys_forever(db: sea_orm::DatabaseConnection, ttl: Durat
     interval.tick().await;
     loop {
         interval.tick().await;
-        match idempotency::forget_expired(&db).await {
-            Ok(deleted) => tracing::debug!(deleted, "expired idempotency keys deleted"),
-            Err(err) => tracing::warn!(error = %err, "deleting expired idempotency keys failed"),
+        const BATCH: u64 = 1000;
+        loop {
+            match idempotency::forget_expired(&db, BATCH).await {
+                Ok(deleted) if deleted == BATCH => continue,
+                Ok(deleted) => {
+                    tracing::debug!(deleted, "expired idempotency keys deleted");
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "deleting expired idempotency keys failed");
+                    break;
+                }
+            }
         }
     }
 }

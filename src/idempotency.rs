@@ -14,8 +14,8 @@ use std::{
 use chrono::Utc;
 use entity::idempotency_key;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, ExprTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    ExprTrait, QueryFilter, Set, SqlErr, TransactionTrait,
     sea_query::{Expr, Func, OnConflict, Query},
 };
 use sha2::{Digest, Sha256};
@@ -336,10 +336,19 @@ async fn lock_key(
         .unwrap_or(false))
 }
 
-/// Deletes the keys past their `IDEMPOTENCY_TTL`; returns how many.
-pub async fn forget_expired(db: &DatabaseConnection) -> Result<u64, DbErr> {
+/// Deletes up to `batch` keys past their `IDEMPOTENCY_TTL`; returns how
+/// many. Without an index on `expires_at`, each batch scans until it has
+/// found `batch` expired rows, which the oldest rows are.
+pub async fn forget_expired(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
+    use idempotency_key::Column as C;
+    let expired = Query::select()
+        .columns([C::UserId, C::Key])
+        .from(idempotency_key::Entity)
+        .and_where(Expr::col(C::ExpiresAt).lte(Utc::now()))
+        .limit(batch)
+        .to_owned();
     let deleted = idempotency_key::Entity::delete_many()
-        .filter(idempotency_key::Column::ExpiresAt.lte(Utc::now()))
+        .filter(Expr::tuple([Expr::col(C::UserId), Expr::col(C::Key)]).in_subquery(expired))
         .exec(db)
         .await?;
     Ok(deleted.rows_affected)
