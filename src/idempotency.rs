@@ -15,7 +15,7 @@ use chrono::Utc;
 use entity::idempotency_key;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    ExprTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+    ExprTrait, QueryFilter, SqlErr, TransactionTrait,
     sea_query::{Expr, Func, OnConflict, Query},
 };
 use sha2::{Digest, Sha256};
@@ -123,10 +123,9 @@ impl Idempotency {
         remember: impl FnOnce(&T) -> Remembered,
     ) -> Result<Outcome<T>, ApiError> {
         let user_id = owner.id();
-        let _in_flight = match db.get_database_backend() {
-            DbBackend::Postgres => None,
-            _ => Some(self.claim(user_id, key)?),
-        };
+        // Another request with this key on this instance: told at once.
+        // Across instances, the key's advisory lock tells (see `write_once`).
+        let _in_flight = self.claim(user_id, key)?;
         let txn = db.begin().await?;
         let request = KeyedRequest {
             user_id,
@@ -174,10 +173,6 @@ impl Idempotency {
             key,
             fingerprint,
         } = request;
-        if txn.get_database_backend() == DbBackend::Postgres && !lock_key(txn, user_id, key).await?
-        {
-            return Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)));
-        }
         let result = write(txn).await;
         let response = match &result {
             Ok(value) => remember(value),
@@ -193,19 +188,39 @@ impl Idempotency {
         let now = Utc::now();
         let expires_at =
             now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
-        let row = idempotency_key::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            key: Set(key.0.clone()),
-            fingerprint: Set(fingerprint.to_owned()),
-            status: Set(i32::from(response.status)),
-            body: Set(response.body),
-            location: Set(response.location),
-            etag: Set(response.etag),
-            expires_at: Set(expires_at),
-        };
         use idempotency_key::Column as C;
-        // A row past its expiry is forgotten: this request takes its place.
-        let stored = idempotency_key::Entity::insert(row)
+        let values: [sea_orm::Value; 8] = [
+            user_id.into(),
+            key.0.as_str().into(),
+            fingerprint.into(),
+            i32::from(response.status).into(),
+            response.body.into(),
+            response.location.into(),
+            response.etag.into(),
+            expires_at.into(),
+        ];
+        // Stored only if the key's advisory lock is free (PostgreSQL): while
+        // another instance's request with this key is between its insert and
+        // its commit, this one is in flight beside it. A row past its expiry
+        // is forgotten: this request takes its place.
+        let mut row = Query::select().exprs(values.map(Expr::val)).to_owned();
+        if txn.get_database_backend() == DbBackend::Postgres {
+            row.and_where(lock_expr(user_id, key));
+        }
+        let insert = Query::insert()
+            .into_table(idempotency_key::Entity)
+            .columns([
+                C::UserId,
+                C::Key,
+                C::Fingerprint,
+                C::Status,
+                C::Body,
+                C::Location,
+                C::Etag,
+                C::ExpiresAt,
+            ])
+            .select_from(row)
+            .map_err(|err| ApiError::Internal(err.into()))?
             .on_conflict(
                 OnConflict::columns([C::UserId, C::Key])
                     .update_columns([
@@ -219,13 +234,16 @@ impl Idempotency {
                     .action_and_where(Expr::col((idempotency_key::Entity, C::ExpiresAt)).lte(now))
                     .to_owned(),
             )
-            .exec_without_returning(txn)
-            .await;
-        match stored {
+            .to_owned();
+        match txn.execute(&insert).await.map(|done| done.rows_affected()) {
+            Ok(0)
+                if txn.get_database_backend() == DbBackend::Postgres
+                    && !lock_key(txn, user_id, key).await? =>
+            {
+                Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)))
+            }
             Ok(0) => Ok(End::Earlier),
             Ok(_) => Ok(End::Commit(result)),
-            // The other request with this key committed between our lock and
-            // our insert (PostgreSQL reads a snapshot taken before it).
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(End::RollBack(Err(ApiError::IdempotencyKeyInFlight)))
             }
@@ -313,22 +331,28 @@ fn is_remembered(err: &ApiError) -> bool {
 /// other user of `pg_advisory_*` on the database.
 const LOCK_CLASS: i32 = 0x1dea_0001;
 
-/// Takes the transaction-scoped advisory lock of this user and key, without
-/// waiting: `false` when another transaction (on any instance) holds it.
-async fn lock_key(
-    txn: &DatabaseTransaction,
-    user_id: &str,
-    key: &IdempotencyKey,
-) -> Result<bool, DbErr> {
+/// `pg_try_advisory_xact_lock` of this user and key: takes the
+/// transaction-scoped lock without waiting (or finds it already held by this
+/// transaction); false when another transaction, on any instance, holds it.
+fn lock_expr(user_id: &str, key: &IdempotencyKey) -> Expr {
     let digest = Sha256::new()
         .chain_update(user_id.as_bytes())
         .chain_update([0])
         .chain_update(key.0.as_bytes())
         .finalize();
     let object = i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let statement = Query::select()
-        .expr(Func::cust("pg_try_advisory_xact_lock").args([LOCK_CLASS.into(), object.into()]))
-        .to_owned();
+    Func::cust("pg_try_advisory_xact_lock")
+        .args([LOCK_CLASS.into(), object.into()])
+        .into()
+}
+
+/// Whether this transaction holds (or can take) the key's advisory lock.
+async fn lock_key(
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    key: &IdempotencyKey,
+) -> Result<bool, DbErr> {
+    let statement = Query::select().expr(lock_expr(user_id, key)).to_owned();
     let row = txn.query_one(&statement).await?;
     Ok(row
         .map(|row| row.try_get_by_index::<bool>(0))
