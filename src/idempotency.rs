@@ -207,30 +207,23 @@ impl Idempotency {
         if txn.get_database_backend() == DbBackend::Postgres {
             row.and_where(lock_expr(user_id, key));
         }
+        // What a key holds besides its identity, in the order of `values`.
+        let remembered = [
+            C::Fingerprint,
+            C::Status,
+            C::Body,
+            C::Location,
+            C::Etag,
+            C::ExpiresAt,
+        ];
         let insert = Query::insert()
             .into_table(idempotency_key::Entity)
-            .columns([
-                C::UserId,
-                C::Key,
-                C::Fingerprint,
-                C::Status,
-                C::Body,
-                C::Location,
-                C::Etag,
-                C::ExpiresAt,
-            ])
+            .columns([C::UserId, C::Key].into_iter().chain(remembered))
             .select_from(row)
             .map_err(|err| ApiError::Internal(err.into()))?
             .on_conflict(
                 OnConflict::columns([C::UserId, C::Key])
-                    .update_columns([
-                        C::Fingerprint,
-                        C::Status,
-                        C::Body,
-                        C::Location,
-                        C::Etag,
-                        C::ExpiresAt,
-                    ])
+                    .update_columns(remembered)
                     .action_and_where(Expr::col((idempotency_key::Entity, C::ExpiresAt)).lte(now))
                     .to_owned(),
             )

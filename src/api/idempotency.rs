@@ -9,11 +9,48 @@ use poem_openapi::{
     types::{ParseFromJSON, Type},
 };
 
+use sea_orm::DatabaseTransaction;
+
 use crate::{
+    auth::Owner,
     error::{ApiError, Problem},
-    idempotency::{IdempotencyKey, MAX_KEY_CHARS, Remembered},
+    idempotency::{IdempotencyKey, MAX_KEY_CHARS, Outcome, Remembered},
+    state::AppState,
     tasks::inline_type,
 };
+
+/// An operation's response that can be remembered for its key's retries and
+/// answered again from what was remembered.
+pub trait Replayable: Sized {
+    fn remembered(&self) -> Remembered;
+    fn replayed(remembered: Remembered) -> Result<Self, ApiError>;
+}
+
+/// Runs a keyed write once ([`crate::idempotency::Idempotency::run`]) and
+/// answers with its response, or with the one remembered for the key.
+pub async fn run_once<R: Replayable>(
+    state: &AppState,
+    owner: &Owner,
+    key: &IdempotencyKey,
+    fingerprint: String,
+    write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let outcome = state
+        .idempotency
+        .run(
+            &state.db.writer,
+            owner,
+            key,
+            fingerprint,
+            write,
+            R::remembered,
+        )
+        .await?;
+    match outcome {
+        Outcome::Ran(response) => Ok(response),
+        Outcome::Replayed(remembered) => R::replayed(remembered),
+    }
+}
 
 inline_type!(
     [] IdempotencyKey,

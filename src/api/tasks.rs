@@ -10,14 +10,14 @@ use super::{
     ApiTags,
     body::JsonBody,
     conditions::{EntityTags, etag, write_condition},
-    idempotency::{IdempotencyKeyHeader, replayed_body},
+    idempotency::{IdempotencyKeyHeader, Replayable, replayed_body, run_once},
     schema::{NewTask, Task, TaskPage, TaskPatch, TaskReplacement, TaskStats, Timestamp},
     security::BearerAuth,
 };
 use crate::{
     auth::Owner,
     error::ApiError,
-    idempotency::{self, Outcome, Remembered},
+    idempotency::{self, Remembered},
     state::AppState,
     tasks::{
         self, Offset, PageSize, Priority, SearchText, SortField, SortOrder, StatusFilter,
@@ -67,7 +67,9 @@ impl CreatedTask {
         let location = format!("{}/{}", tasks_path(owner), task.task.id);
         Self::Created(Json(task.into()), location, tag, None)
     }
+}
 
+impl Replayable for CreatedTask {
     fn remembered(&self) -> Remembered {
         let Self::Created(Json(task), location, etag, _) = self;
         Remembered {
@@ -115,7 +117,9 @@ impl ToggledTask {
         let tag = etag(task.task.version);
         Self::Ok(Json(task.into()), tag, None)
     }
+}
 
+impl Replayable for ToggledTask {
     fn remembered(&self) -> Remembered {
         let Self::Ok(Json(task), etag, _) = self;
         Remembered {
@@ -311,21 +315,7 @@ impl TasksApi {
             let task = tasks::create_in(txn, &owner, draft).await?;
             Ok(CreatedTask::new(&owner, task))
         };
-        let outcome = state
-            .idempotency
-            .run(
-                &state.db.writer,
-                &owner,
-                &key,
-                fingerprint,
-                create,
-                CreatedTask::remembered,
-            )
-            .await?;
-        match outcome {
-            Outcome::Ran(created) => Ok(created),
-            Outcome::Replayed(remembered) => CreatedTask::replayed(remembered),
-        }
+        run_once(&state, &owner, &key, fingerprint, create).await
     }
 
     /// Get a task
@@ -487,21 +477,7 @@ impl TasksApi {
             let task = tasks::toggle(txn, &owner, task_id.0, &expected).await?;
             Ok(ToggledTask::new(task))
         };
-        let outcome = state
-            .idempotency
-            .run(
-                &state.db.writer,
-                &owner,
-                &key,
-                fingerprint,
-                toggle,
-                ToggledTask::remembered,
-            )
-            .await?;
-        match outcome {
-            Outcome::Ran(toggled) => Ok(toggled),
-            Outcome::Replayed(remembered) => ToggledTask::replayed(remembered),
-        }
+        run_once(&state, &owner, &key, fingerprint, toggle).await
     }
 
     /// Task counts
