@@ -102,10 +102,6 @@ impl Idempotency {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Runs `write` once for this user and key: in one transaction with the
     /// remembered response (`remember` of its result; 404 and 422 problems
     /// too). A request whose key an earlier request with the same fingerprint

@@ -114,26 +114,16 @@ impl ParseFromParameter for EntityTags {
         Ok(Self::parse(value).unwrap_or(Self::List(Vec::new())))
     }
 
+    /// Several header lines are one list (so `*` beside a tag is no list).
     fn parse_from_parameters<I: IntoIterator<Item = A>, A: AsRef<str>>(
         values: I,
     ) -> ParseResult<Self> {
         let lines: Vec<A> = values.into_iter().collect();
-        match lines.as_slice() {
-            [] => Err(ParseError::expected_input()),
-            [line] => Self::parse_from_parameter(line.as_ref()),
-            // Tags on several lines are one list (`*` stands alone).
-            lines => {
-                let joined = lines
-                    .iter()
-                    .map(AsRef::as_ref)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                match Self::parse(&joined) {
-                    Some(Self::List(tags)) => Ok(Self::List(tags)),
-                    _ => Ok(Self::List(Vec::new())),
-                }
-            }
+        if lines.is_empty() {
+            return Err(ParseError::expected_input());
         }
+        let joined: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+        Self::parse_from_parameter(&joined.join(","))
     }
 }
 

@@ -299,7 +299,8 @@ impl TasksApi {
         /// Makes retries safe: send a new random key (a UUID) with each new
         /// request and the same key with its retries. A retry gets the first
         /// response again (with `Idempotent-Replayed: true`) instead of
-        /// writing twice; keys are per user and remembered for 24 hours.
+        /// writing twice; keys are per user and remembered for
+        /// `IDEMPOTENCY_TTL` (24 hours by default).
         #[oai(name = "Idempotency-Key")]
         idempotency_key: IdempotencyKeyHeader,
     ) -> Result<CreatedTask, ApiError> {
@@ -461,7 +462,8 @@ impl TasksApi {
         /// Makes retries safe: send a new random key (a UUID) with each new
         /// request and the same key with its retries. A retry gets the first
         /// response again (with `Idempotent-Replayed: true`) instead of
-        /// writing twice; keys are per user and remembered for 24 hours.
+        /// writing twice; keys are per user and remembered for
+        /// `IDEMPOTENCY_TTL` (24 hours by default).
         #[oai(name = "Idempotency-Key")]
         idempotency_key: IdempotencyKeyHeader,
     ) -> Result<ToggledTask, ApiError> {

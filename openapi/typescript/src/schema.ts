@@ -856,7 +856,8 @@ export interface operations {
                  * @description Makes retries safe: send a new random key (a UUID) with each new
                  *     request and the same key with its retries. A retry gets the first
                  *     response again (with `Idempotent-Replayed: true`) instead of
-                 *     writing twice; keys are per user and remembered for 24 hours.
+                 *     writing twice; keys are per user and remembered for
+                 *     `IDEMPOTENCY_TTL` (24 hours by default).
                  */
                 "Idempotency-Key"?: string;
             };
@@ -1830,7 +1831,8 @@ export interface operations {
                  * @description Makes retries safe: send a new random key (a UUID) with each new
                  *     request and the same key with its retries. A retry gets the first
                  *     response again (with `Idempotent-Replayed: true`) instead of
-                 *     writing twice; keys are per user and remembered for 24 hours.
+                 *     writing twice; keys are per user and remembered for
+                 *     `IDEMPOTENCY_TTL` (24 hours by default).
                  */
                 "Idempotency-Key"?: string;
             };
