@@ -65,10 +65,22 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         require_if_match: config.require_if_match,
         idempotency: Arc::new(Idempotency::new(config.idempotency_ttl)),
     };
-    tokio::spawn(sweep_orphan_tags_forever(state.db.writer.clone()));
-    tokio::spawn(forget_expired_keys_forever(
+    // Tags no task carries any more (a PATCH that replaced them, a DELETE):
+    // swept here rather than in the write's own transaction, where deleting
+    // a tag would race concurrent writes linking it.
+    tokio::spawn(sweep_forever(
+        "orphan tags",
+        SWEEP_INTERVAL,
         state.db.writer.clone(),
-        config.idempotency_ttl,
+        |db, batch| async move { crate::tasks::sweep_orphan_tags(&db, batch).await },
+    ));
+    // Expired idempotency keys, as often as they expire (at most every 10
+    // minutes): a remembered response is kept no longer than promised.
+    tokio::spawn(sweep_forever(
+        "expired idempotency keys",
+        config.idempotency_ttl.min(SWEEP_INTERVAL),
+        state.db.writer.clone(),
+        |db, batch| async move { idempotency::forget_expired(&db, batch).await },
     ));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
@@ -147,54 +159,38 @@ fn cors(origins: &[String]) -> Cors {
     }
 }
 
-/// How often tags that no task carries any more are deleted.
-const ORPHAN_TAG_SWEEP: Duration = Duration::from_secs(600);
+/// How often the background sweeps delete what is no longer needed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Keeps the tags table bounded by what tasks use: a PATCH that replaces
-/// tags, or a DELETE, leaves the old tags behind; they are swept here in
-/// batches rather than in the write's own transaction, where deleting a tag
-/// would race concurrent writes linking it.
-async fn sweep_orphan_tags_forever(db: sea_orm::DatabaseConnection) {
-    const BATCH: u64 = 1000;
-    let mut interval = tokio::time::interval(ORPHAN_TAG_SWEEP);
+/// Rows a sweep deletes per statement, so that no statement holds the write
+/// lock for long.
+const SWEEP_BATCH: u64 = 1000;
+
+/// Every `every`, deletes in batches what `sweep(db, batch)` finds (it
+/// returns how many rows it deleted) until a batch comes back short.
+async fn sweep_forever<F, Fut>(
+    what: &'static str,
+    every: Duration,
+    db: sea_orm::DatabaseConnection,
+    sweep: F,
+) where
+    F: Fn(sea_orm::DatabaseConnection, u64) -> Fut,
+    Fut: Future<Output = Result<u64, sea_orm::DbErr>>,
+{
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     loop {
         interval.tick().await;
         loop {
-            match crate::tasks::sweep_orphan_tags(&db, BATCH).await {
-                Ok(deleted) if deleted == BATCH => continue,
+            match sweep(db.clone(), SWEEP_BATCH).await {
+                Ok(deleted) if deleted == SWEEP_BATCH => continue,
                 Ok(deleted) => {
-                    tracing::debug!(deleted, "orphan tags swept");
+                    tracing::debug!(deleted, what, "swept");
                     break;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "orphan tag sweep failed; retrying later");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Deletes expired idempotency keys, as often as they expire (at most every
-/// 10 minutes): a remembered response is kept no longer than promised.
-async fn forget_expired_keys_forever(db: sea_orm::DatabaseConnection, ttl: Duration) {
-    let mut interval = tokio::time::interval(ttl.min(Duration::from_secs(600)));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        const BATCH: u64 = 1000;
-        loop {
-            match idempotency::forget_expired(&db, BATCH).await {
-                Ok(deleted) if deleted == BATCH => continue,
-                Ok(deleted) => {
-                    tracing::debug!(deleted, "expired idempotency keys deleted");
-                    break;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "deleting expired idempotency keys failed");
+                    tracing::warn!(error = %err, what, "sweep failed; retrying later");
                     break;
                 }
             }
