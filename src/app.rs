@@ -57,6 +57,14 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
             .await
             .context("database migration failed")?;
     }
+    if config.changes_retention < config.trash_retention {
+        anyhow::bail!(
+            "CHANGES_RETENTION ({}) must be at least TRASH_RETENTION ({}): a client syncing \
+             within CHANGES_RETENTION must learn of every purge",
+            humantime::format_duration(config.changes_retention),
+            humantime::format_duration(config.trash_retention)
+        );
+    }
     let state = AppState {
         db,
         verifier: Arc::new(verifier),
@@ -81,6 +89,30 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         config.idempotency_ttl.min(SWEEP_INTERVAL),
         state.db.writer.clone(),
         |db, batch| async move { idempotency::forget_expired(&db, batch).await },
+    ));
+    // Tasks trashed longer than TRASH_RETENTION, and deletions the change
+    // feed remembers longer than CHANGES_RETENTION, as often as they expire
+    // (at most every 10 minutes).
+    let trash_retention = config.trash_retention;
+    tokio::spawn(sweep_forever(
+        "expired trash",
+        trash_retention.min(SWEEP_INTERVAL),
+        state.db.writer.clone(),
+        move |db, batch| async move {
+            let cutoff = chrono::Utc::now() - trash_retention;
+            crate::tasks::purge_trash(&db, cutoff, batch).await
+        },
+    ));
+    let changes_retention = config.changes_retention;
+    tokio::spawn(sweep_forever(
+        "forgotten deletions",
+        changes_retention.min(SWEEP_INTERVAL),
+        state.db.writer.clone(),
+        move |db, batch| async move {
+            let cutoff = chrono::Utc::now().timestamp()
+                - i64::try_from(changes_retention.as_secs()).unwrap_or(i64::MAX);
+            crate::tasks::forget_deletions(&db, cutoff, batch).await
+        },
     ));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,

@@ -126,6 +126,15 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_ttl)]
     pub idempotency_ttl: Duration,
 
+    /// How long a task stays in the trash before it is deleted for good.
+    #[arg(long, env = "TRASH_RETENTION", default_value = "30d", value_parser = parse_ttl)]
+    pub trash_retention: Duration,
+
+    /// How long the change feed remembers a deletion; a sync cursor older
+    /// than that answers 410. At least `TRASH_RETENTION`.
+    #[arg(long, env = "CHANGES_RETENTION", default_value = "30d", value_parser = parse_ttl)]
+    pub changes_retention: Duration,
+
     /// Apply pending migrations at startup.
     #[arg(long, env = "RUN_MIGRATIONS", default_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
@@ -169,6 +178,8 @@ impl Config {
             cors_origins: vec!["http://localhost:3000".into()],
             require_if_match: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            trash_retention: Duration::from_secs(30 * 24 * 3600),
+            changes_retention: Duration::from_secs(30 * 24 * 3600),
             run_migrations: true,
             log_format: LogFormat::Pretty,
         }
@@ -233,8 +244,8 @@ fn parse_jwks_interval(value: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
-/// How long idempotency keys are kept: long enough for a retry, short
-/// enough to fit in a timestamp.
+/// How long idempotency keys, trashed tasks or deletions are kept: at least
+/// a second, at most a year and a day.
 fn parse_ttl(value: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(value).map_err(|e| e.to_string())?;
     if !(Duration::from_secs(1)..=Duration::from_secs(366 * 24 * 3600)).contains(&ttl) {

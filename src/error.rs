@@ -120,6 +120,12 @@ pub enum ApiError {
         status: StatusCode,
         problem: Box<Problem>,
     },
+    /// A change feed cursor from before changes the feed has forgotten.
+    #[error(
+        "this cursor is older than the changes this server still remembers; \
+         sync again from the start (without `since`)"
+    )]
+    CursorExpired,
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     /// No key set has been fetched from the auth server yet, so no token can be checked.
@@ -155,6 +161,7 @@ impl ApiError {
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            Self::CursorExpired => StatusCode::GONE,
             Self::Replayed { status, .. } => *status,
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -173,6 +180,7 @@ impl ApiError {
         let kind = match self {
             Self::PreconditionFailed { .. } => "/problems/precondition-failed",
             Self::IdempotencyKeyReused => "/problems/idempotency-key-reused",
+            Self::CursorExpired => "/problems/cursor-expired",
             _ => "about:blank",
         };
         Problem {

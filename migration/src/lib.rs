@@ -14,6 +14,7 @@ mod m20261203_000007_due_date_desc_index;
 mod m20261203_000008_sqlite_search_index;
 mod m20261205_000001_task_versions;
 mod m20261205_000002_idempotency_keys;
+mod m20261205_000003_trash_and_changes;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_sqlite_search_index::Migration),
             Box::new(m20261205_000001_task_versions::Migration),
             Box::new(m20261205_000002_idempotency_keys::Migration),
+            Box::new(m20261205_000003_trash_and_changes::Migration),
         ]
     }
 }

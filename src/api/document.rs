@@ -57,6 +57,12 @@ pub fn document() -> Value {
                     .into_iter()
                     .filter_map(ErrorStatus::example_problem)
                     .collect(),
+                // `deleted_at` shows in a trashed task.
+                "Task" => {
+                    poem_openapi::types::ToJSON::to_json(&super::schema::Task::trashed_example())
+                        .into_iter()
+                        .collect()
+                }
                 _ => Vec::new(),
             };
             property_examples_from_schema_example(schema, &more_examples);

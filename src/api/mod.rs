@@ -3,6 +3,7 @@
 
 mod account;
 mod body;
+mod changes;
 mod conditions;
 pub mod document;
 mod health;
@@ -12,6 +13,7 @@ pub mod schema;
 mod security;
 mod tags;
 mod tasks;
+mod trash;
 
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 use tasks::query_rule;
@@ -21,6 +23,10 @@ use tasks::query_rule;
 pub enum ApiTags {
     /// Create, read, update, complete and delete your tasks.
     Tasks,
+    /// Deleted tasks: restore them, or delete them for good.
+    Trash,
+    /// Keep a local copy of your tasks up to date: the change feed.
+    Sync,
     /// The tags on your tasks.
     Tags,
     /// The signed-in user.
@@ -32,6 +38,8 @@ pub enum ApiTags {
 pub type ApiService = OpenApiService<
     (
         tasks::TasksApi,
+        trash::TrashApi,
+        changes::ChangesApi,
         tags::TagsApi,
         account::AccountApi,
         health::HealthApi,
@@ -45,6 +53,8 @@ pub fn service() -> ApiService {
     OpenApiService::new(
         (
             tasks::TasksApi,
+            trash::TrashApi,
+            changes::ChangesApi,
             tags::TagsApi,
             account::AccountApi,
             health::HealthApi,

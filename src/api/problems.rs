@@ -35,6 +35,7 @@ pub enum ErrorStatus {
     NotFound = 404,
     RequestTimeout = 408,
     Conflict = 409,
+    Gone = 410,
     PreconditionFailed = 412,
     PayloadTooLarge = 413,
     Unprocessable = 422,
@@ -87,6 +88,30 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
         ],
     ),
     ("getStats", &[Unauthorized, Forbidden, Unavailable]),
+    (
+        "listTrash",
+        &[Unauthorized, Forbidden, Unprocessable, Unavailable],
+    ),
+    (
+        "restoreTask",
+        &[
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            PreconditionFailed,
+            Unavailable,
+        ],
+    ),
+    (
+        "deleteTrashedTask",
+        &[Unauthorized, Forbidden, NotFound, Unavailable],
+    ),
+    ("emptyTrash", &[Unauthorized, Forbidden, Unavailable]),
+    // 410: the cursor is older than what the feed remembers.
+    (
+        "listChanges",
+        &[Unauthorized, Forbidden, Gone, Unprocessable, Unavailable],
+    ),
     ("listTags", &[Unauthorized, Forbidden, Unavailable]),
     // 404: the user row can be gone by the time it is read (deleted
     // between provisioning and the read).
@@ -161,13 +186,14 @@ pub fn is_declared(operation: &str, status: StatusCode) -> bool {
 }
 
 impl ErrorStatus {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         BadRequest,
         Unauthorized,
         Forbidden,
         NotFound,
         RequestTimeout,
         Conflict,
+        Gone,
         PreconditionFailed,
         PayloadTooLarge,
         Unprocessable,
@@ -198,6 +224,7 @@ impl ErrorStatus {
                 limit: MAX_BODY_BYTES,
             },
             Conflict => ApiError::IdempotencyKeyInFlight,
+            Gone => ApiError::CursorExpired,
             PreconditionFailed => ApiError::PreconditionFailed { current_version: 8 },
             Unprocessable => ApiError::Validation(vec![FieldError::example()]),
             PreconditionRequired => ApiError::PreconditionRequired,
@@ -219,7 +246,7 @@ impl ErrorStatus {
             Unauthorized => "Missing, malformed, expired or wrongly signed bearer token.",
             Forbidden => "The `user_id` in the path is not the token's subject.",
             NotFound => {
-                "No such task for this user (another user's task is also 404); from `getMe`, no record of the user."
+                "No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user."
             }
             RequestTimeout => {
                 "The request body did not arrive within `BODY_TIMEOUT` (30 s by default); the connection is closed."
@@ -227,6 +254,9 @@ impl ErrorStatus {
             PayloadTooLarge => "The request body is over 64 KiB; the connection is closed.",
             Conflict => {
                 "A request with the same `Idempotency-Key` is still being worked on; retry after `Retry-After` seconds to get its response."
+            }
+            Gone => {
+                "The cursor (`since`) is older than what the server still remembers (deletions are kept for `CHANGES_RETENTION`), or was not given out by this server: sync again from the start, without `since`."
             }
             PreconditionFailed => {
                 "`If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`."
@@ -353,8 +383,16 @@ impl From<poem::Error> for ApiError {
             if let Some(rule) = header_rule(e.name) {
                 return Self::BadRequest(format!("the `{}` header {rule}", e.name));
             }
-            let rule = query_rule(e.name);
-            return Self::invalid(e.name, rule.unwrap_or_else(|| e.reason.clone()));
+            // A type that parses itself says its own rule, after the
+            // framework's `failed to parse "<type>": `.
+            let rule = query_rule(e.name).unwrap_or_else(|| {
+                let own = e
+                    .reason
+                    .strip_prefix("failed to parse ")
+                    .and_then(|rest| rest.split_once(": "));
+                own.map_or_else(|| e.reason.clone(), |(_, rule)| rule.to_owned())
+            });
+            return Self::invalid(e.name, rule);
         }
         // The only typed path parameter is the task id: a path that cannot
         // name a task names no task of this user.

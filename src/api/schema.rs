@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use poem_openapi::{
-    Object,
+    Enum, Object,
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::{
         Example, MaybeUndefined, ParseError, ParseFromJSON, ParseFromParameter, ParseResult,
@@ -163,6 +163,10 @@ pub struct Task {
     /// number quoted; send it in `If-Match` so a write cannot overwrite a
     /// change you have not seen.
     pub version: i64,
+    /// When the task was moved to the trash; `null` while it is live. Only
+    /// the trash and the change feed show trashed tasks.
+    #[oai(nullable)]
+    pub deleted_at: Nullable<Timestamp>,
 }
 
 impl From<TaskWithTags> for Task {
@@ -180,6 +184,7 @@ impl From<TaskWithTags> for Task {
             updated_at: Timestamp(task.updated_at),
             completed_at: task.completed_at.map(Timestamp).into(),
             version: task.version,
+            deleted_at: task.deleted_at.map(Timestamp).into(),
         }
     }
 }
@@ -248,6 +253,67 @@ pub struct TaskPage {
     pub limit: u64,
     /// How many matching tasks were skipped before this page.
     pub offset: u64,
+}
+
+/// What happened to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// Created or changed (or restored from the trash): `task` is the live
+    /// task; store it.
+    Upsert,
+    /// Moved to the trash: `task` is the trashed task (`deleted_at` set);
+    /// hide it, or show it in your trash view.
+    Trash,
+    /// Deleted for good: `task` is `null`; forget the task.
+    Delete,
+}
+
+/// One change to one of your tasks.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct Change {
+    /// The change's number among your changes: increasing, not contiguous
+    /// in a page (a task changed again shows only at its latest change).
+    pub seq: i64,
+    /// What happened.
+    pub op: ChangeOp,
+    /// The task it happened to.
+    pub task_id: i64,
+    /// The task as it now is: live for `upsert`, trashed for `trash`,
+    /// `null` for `delete`.
+    #[oai(nullable)]
+    pub task: Nullable<Task>,
+}
+
+impl From<tasks::Change> for Change {
+    fn from(change: tasks::Change) -> Self {
+        let op = match &change.task {
+            None => ChangeOp::Delete,
+            Some(task) if task.task.deleted_at.is_some() => ChangeOp::Trash,
+            Some(_) => ChangeOp::Upsert,
+        };
+        Self {
+            seq: change.seq,
+            op,
+            task_id: change.task_id,
+            task: change.task.map(Task::from).into(),
+        }
+    }
+}
+
+/// A page of the change feed, oldest change first.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct ChangePage {
+    /// Each task at most once, at its latest change.
+    pub changes: Vec<Change>,
+    /// Where the next page starts: send it as `since`. Opaque; store it
+    /// once `has_more` is `false` and sync from it next time.
+    pub cursor: String,
+    /// Whether more changes follow: request again with `since=<cursor>`
+    /// right away.
+    pub has_more: bool,
 }
 
 /// A tag and how many of the user's tasks carry it.
@@ -373,6 +439,24 @@ impl Example for Task {
             updated_at: at("2026-11-28T16:30:00Z"),
             completed_at: Nullable(Some(at("2026-11-28T16:30:00Z"))),
             version: 3,
+            deleted_at: Nullable(None),
+        }
+    }
+}
+
+impl Task {
+    /// A task in the trash, as `listTrash` and the change feed show it.
+    pub fn trashed_example() -> Self {
+        Self {
+            id: 43,
+            title: "Old draft".into(),
+            completed: false,
+            completed_at: Nullable(None),
+            tags: vec!["work".into()],
+            updated_at: at("2026-11-29T09:15:00Z"),
+            version: 2,
+            deleted_at: Nullable(Some(at("2026-11-29T09:15:00Z"))),
+            ..Self::example()
         }
     }
 }
@@ -418,6 +502,41 @@ impl Example for TaskPage {
             total: 1,
             limit: 20,
             offset: 0,
+        }
+    }
+}
+
+impl Example for Change {
+    fn example() -> Self {
+        Self {
+            seq: 57,
+            op: ChangeOp::Upsert,
+            task_id: 42,
+            task: Nullable(Some(Task::example())),
+        }
+    }
+}
+
+impl Example for ChangePage {
+    fn example() -> Self {
+        Self {
+            changes: vec![
+                Change::example(),
+                Change {
+                    seq: 58,
+                    op: ChangeOp::Trash,
+                    task_id: 43,
+                    task: Nullable(Some(Task::trashed_example())),
+                },
+                Change {
+                    seq: 60,
+                    op: ChangeOp::Delete,
+                    task_id: 17,
+                    task: Nullable(None),
+                },
+            ],
+            cursor: tasks::ChangeCursor(60).to_string(),
+            has_more: false,
         }
     }
 }

@@ -141,7 +141,7 @@ impl Replayable for ToggledTask {
 }
 
 #[derive(ApiResponse)]
-enum OneTask {
+pub(super) enum OneTask {
     /// The task as it now is.
     #[oai(status = 200)]
     Ok(
@@ -180,23 +180,23 @@ enum ReadTask {
 }
 
 #[derive(ApiResponse)]
-enum DeletedTask {
-    /// The task and its tag links are gone.
+enum TrashedTask {
+    /// The task is in the trash: gone from everything but `listTrash`,
+    /// until restored or deleted for good.
     #[oai(status = 204)]
-    Deleted,
+    Trashed,
 }
 
 /// What a valid value of each `listTasks` query parameter looks like, for the
 /// 422 that names it (the framework's own messages quote types and regexes),
-/// from the parameter's type.
+/// from the parameter's type. Parameters whose types parse themselves
+/// (`limit`, `offset`, `since`) answer with their own rule.
 pub fn query_rule(parameter: &str) -> Option<String> {
     Some(match parameter {
         "status" => tasks::one_of::<StatusFilter>(),
         "priority" => tasks::one_of::<Priority>(),
         "sort" => tasks::one_of::<SortField>(),
         "order" => tasks::one_of::<SortOrder>(),
-        "limit" => PageSize::rule(),
-        "offset" => Offset::rule(),
         "tag" => TagFilter::rule(),
         "q" => SearchText::rule(),
         "due_before" | "due_after" => tasks::TIMESTAMP_RULE.into(),
@@ -411,10 +411,12 @@ impl TasksApi {
         Ok(task.into())
     }
 
-    /// Delete a task
+    /// Delete a task (to the trash)
     ///
-    /// Removes the task and its tag links for good; answers `204` with no
-    /// body. Deleting it again answers `404`.
+    /// Moves the task to the trash and answers `204` with no body. From then
+    /// on it answers `404` here and is left out of lists, tags and stats;
+    /// `restoreTask` brings it back, and it is deleted for good
+    /// `TRASH_RETENTION` (30 days by default) after it was trashed.
     #[oai(
         path = "/api/:user_id/tasks/:task_id",
         method = "delete",
@@ -432,11 +434,11 @@ impl TasksApi {
         /// `"7"`; weak tags never match), else `412`; `*` or absent: any.
         #[oai(name = "If-Match")]
         if_match: Header<Option<EntityTags>>,
-    ) -> Result<DeletedTask, ApiError> {
+    ) -> Result<TrashedTask, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
         let expected = write_condition(&state, if_match.0.as_ref())?;
-        tasks::delete(&state.db.writer, &owner, task_id.0, &expected).await?;
-        Ok(DeletedTask::Deleted)
+        tasks::trash(&state.db.writer, &owner, task_id.0, &expected).await?;
+        Ok(TrashedTask::Trashed)
     }
 
     /// Toggle completion

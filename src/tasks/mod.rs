@@ -3,11 +3,14 @@
 //! what a write means (`input`), and every query the API runs on them. All
 //! reads and writes are scoped to one user's rows.
 
+mod changes;
 mod fields;
 mod input;
 mod params;
 mod query;
+mod trash;
 
+pub use changes::{Change, ChangePage, changes};
 pub use entity::{Priority, task::search_key};
 pub(crate) use fields::inline_type;
 pub use fields::{
@@ -17,13 +20,14 @@ pub use fields::{
 };
 pub use input::{IfVersion, TIMESTAMP_RULE, TaskChanges, TaskDraft, parse_timestamp};
 pub use params::{
-    DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, Offset, PageSize, SearchText,
-    TagFilter,
+    ChangeCursor, ChangeLimit, DEFAULT_CHANGES_PAGE, DEFAULT_PAGE_SIZE, MAX_CHANGES_PAGE,
+    MAX_OFFSET, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, Offset, PageSize, SearchText, TagFilter,
 };
 pub use query::{
-    SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, create_in, delete, get,
-    list, stats, sweep_orphan_tags, tag_counts, toggle, update,
+    SEARCH_INDEX_MAX_MATCHES, TagCount, TaskStats, TaskWithTags, create, create_in, get, list,
+    stats, sweep_orphan_tags, tag_counts, toggle, trash, update,
 };
+pub use trash::{delete_trashed, empty_trash, forget_deletions, list_trash, purge_trash, restore};
 
 use poem_openapi::{Enum, registry::Registry, types::Type};
 

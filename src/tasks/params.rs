@@ -2,6 +2,7 @@
 //! what a valid value looks like (the 422 that names the parameter quotes
 //! it), and publishes its schema from the same constants.
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem_openapi::{
     registry::MetaSchema,
     types::{ParseError, ParseFromParameter, ParseResult, ToJSON},
@@ -117,6 +118,73 @@ impl ParseFromParameter for TagFilter {
     }
 }
 
+/// `limit` of the change feed: how many changes a page holds.
+pub type ChangeLimit = Whole<1, MAX_CHANGES_PAGE>;
+pub const DEFAULT_CHANGES_PAGE: u64 = 100;
+pub const MAX_CHANGES_PAGE: u64 = 1000;
+
+impl Default for ChangeLimit {
+    fn default() -> Self {
+        Self(DEFAULT_CHANGES_PAGE)
+    }
+}
+
+/// `since`: a change feed cursor, the sequence number a page ended at,
+/// written as 11 URL-safe base64 characters so that clients treat it as
+/// the opaque token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeCursor(pub i64);
+
+impl ChangeCursor {
+    pub fn rule() -> &'static str {
+        "must be a `cursor` from an earlier response of this operation"
+    }
+}
+
+impl std::fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.0.to_be_bytes()))
+    }
+}
+
+impl std::str::FromStr for ChangeCursor {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| Self::rule())?;
+        let seq = <[u8; 8]>::try_from(bytes.as_slice())
+            .map(i64::from_be_bytes)
+            .map_err(|_| Self::rule())?;
+        if seq < 0 {
+            return Err(Self::rule());
+        }
+        Ok(Self(seq))
+    }
+}
+
+inline_type!(
+    [] ChangeCursor,
+    "string(cursor)",
+    MetaSchema {
+        min_length: Some(11),
+        max_length: Some(11),
+        pattern: Some("^[A-Za-z0-9_-]{11}$".into()),
+        ..MetaSchema::new("string")
+    }
+);
+
+impl ParseFromParameter for ChangeCursor {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        value.parse().map_err(ParseError::custom)
+    }
+}
+
+impl ToJSON for ChangeCursor {
+    fn to_json(&self) -> Option<Value> {
+        Some(self.to_string().into())
+    }
+}
+
 /// `q`: text searched for literally and case-insensitively; empty means no
 /// search.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +242,30 @@ mod tests {
             Some(Whole(MAX_OFFSET))
         );
         assert!(Offset::parse_from_parameter(&(MAX_OFFSET + 1).to_string()).is_err());
+    }
+
+    #[test]
+    fn cursors_read_back_and_anything_else_is_refused() {
+        for seq in [0, 1, 57, i64::MAX] {
+            let cursor = ChangeCursor(seq).to_string();
+            assert_eq!(cursor.len(), 11);
+            assert_eq!(
+                ChangeCursor::parse_from_parameter(&cursor).ok(),
+                Some(ChangeCursor(seq))
+            );
+        }
+        let negative = ChangeCursor(-1).to_string();
+        for bad in [
+            "",
+            "42",
+            "AAAAAAAAAA",
+            "AAAAAAAAAAAA",
+            "AAAAAAAAAA=",
+            "AAAAAAAAAA+",
+            &negative,
+        ] {
+            assert!(ChangeCursor::parse_from_parameter(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

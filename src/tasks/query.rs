@@ -45,45 +45,74 @@ pub struct TaskStats {
 
 /// Timestamps are kept at microsecond precision, what both databases store,
 /// so a value reads back exactly as it was written.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// The owner's live task: a trashed one is found only through the trash.
 fn owned(user_id: &str, task_id: i64) -> Condition {
     Condition::all()
         .add(task::Column::Id.eq(task_id))
         .add(task::Column::UserId.eq(user_id))
+        .add(task::Column::DeletedAt.is_null())
 }
 
-/// The owner's task, if its version is one `expected` accepts: the row a
-/// conditional write may change, so the check and the write are one step.
+/// The owner's live task, if its version is one `expected` accepts: the
+/// row a conditional write may change, so the check and the write are one
+/// step.
 fn owned_at(user_id: &str, task_id: i64, expected: &IfVersion) -> Condition {
-    let owned = owned(user_id, task_id);
+    at_version(owned(user_id, task_id), expected)
+}
+
+/// `task`, if its version is one `expected` accepts.
+pub(super) fn at_version(task: Condition, expected: &IfVersion) -> Condition {
     match expected {
-        IfVersion::Any => owned,
-        IfVersion::OneOf(versions) => owned.add(task::Column::Version.is_in(versions.clone())),
+        IfVersion::Any => task,
+        IfVersion::OneOf(versions) => task.add(task::Column::Version.is_in(versions.clone())),
     }
 }
 
 /// Why a write matched no row: there is no such task of this user (404),
 /// or its version is not one `If-Match` named (412).
-async fn not_written(db: &impl ConnectionTrait, user_id: &str, task_id: i64) -> ApiError {
+async fn not_written(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    task_id: i64,
+    expected: &IfVersion,
+) -> ApiError {
+    why_not_written(db, owned(user_id, task_id), expected).await
+}
+
+/// Why a conditional write of `task` matched no row: it was not there
+/// (404), or not at a version `If-Match` named (412). Only a version that
+/// `If-Match` does not name is a 412: a task found at a named one (or any,
+/// without `If-Match`) came back, restored, after the write missed it.
+pub(super) async fn why_not_written(
+    db: &impl ConnectionTrait,
+    task: Condition,
+    expected: &IfVersion,
+) -> ApiError {
+    let IfVersion::OneOf(versions) = expected else {
+        return ApiError::task_not_found();
+    };
     let stored = task::Entity::find()
         .select_only()
         .column(task::Column::Version)
-        .filter(owned(user_id, task_id))
+        .filter(task)
         .into_tuple::<i64>()
         .one(db)
         .await;
     match stored {
-        Ok(Some(current_version)) => ApiError::PreconditionFailed { current_version },
-        Ok(None) => ApiError::task_not_found(),
+        Ok(Some(current_version)) if !versions.contains(&current_version) => {
+            ApiError::PreconditionFailed { current_version }
+        }
+        Ok(_) => ApiError::task_not_found(),
         Err(err) => err.into(),
     }
 }
 
 /// The version after a change.
-fn next_version() -> SimpleExpr {
+pub(super) fn next_version() -> SimpleExpr {
     Expr::col(task::Column::Version).add(1)
 }
 
@@ -204,7 +233,7 @@ pub async fn update(
 
     let txn = db.begin().await?;
     let Some(task) = update.exec_with_returning(&txn).await?.pop() else {
-        let refusal = not_written(&txn, user_id, task_id).await;
+        let refusal = not_written(&txn, user_id, task_id, expected).await;
         txn.rollback().await?;
         return Err(refusal);
     };
@@ -247,27 +276,32 @@ pub async fn toggle(
         .await?
         .pop();
     let Some(task) = toggled else {
-        return Err(not_written(db, user_id, task_id).await);
+        return Err(not_written(db, user_id, task_id, expected).await);
     };
     let tags = tags_of_task(db, task_id).await?;
     Ok(TaskWithTags { task, tags })
 }
 
+/// Moves the task to the trash: it keeps its tags and can be restored.
 #[tracing::instrument(skip_all, fields(user_id = owner.id(), task_id = task_id))]
-pub async fn delete(
+pub async fn trash(
     db: &DatabaseConnection,
     owner: &Owner,
     task_id: i64,
     expected: &IfVersion,
 ) -> Result<(), ApiError> {
     let user_id = owner.id();
-    // Its task_tags rows go with it (ON DELETE CASCADE).
-    let deleted = task::Entity::delete_many()
+    use task::Column as C;
+    let now = now();
+    let trashed = task::Entity::update_many()
         .filter(owned_at(user_id, task_id, expected))
+        .col_expr(C::DeletedAt, Expr::val(now))
+        .col_expr(C::UpdatedAt, Expr::val(now))
+        .col_expr(C::Version, next_version())
         .exec(db)
         .await?;
-    if deleted.rows_affected == 0 {
-        return Err(not_written(db, user_id, task_id).await);
+    if trashed.rows_affected == 0 {
+        return Err(not_written(db, user_id, task_id, expected).await);
     }
     Ok(())
 }
@@ -421,13 +455,13 @@ fn counted(user_id: &str, status: StatusFilter) -> Select<task_count::Entity> {
         .filter(C::UserId.eq(user_id))
 }
 
-const TAG_NAMES: &str = "tag_names";
+pub(super) const TAG_NAMES: &str = "tag_names";
 const TOTAL: &str = "total";
 
 /// A task row with its tags as one JSON array of names (and, in a list, the
 /// window count of matching rows).
-struct TaskRow {
-    task: TaskWithTags,
+pub(super) struct TaskRow {
+    pub(super) task: TaskWithTags,
     total: i64,
 }
 
@@ -454,7 +488,7 @@ impl FromQueryResult for TaskRow {
 /// The tag names of the row's task as a JSON array (text), or NULL (on
 /// PostgreSQL) when it has none: a correlated subquery, so a page and its
 /// tags are one statement.
-fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
+pub(super) fn tag_names_of_row(backend: DbBackend) -> SimpleExpr {
     let name = Expr::col((tag::Entity, tag::Column::Name));
     let array: SimpleExpr = match backend {
         DbBackend::Postgres => Func::cast_as(Func::cust("json_agg").arg(name), "text").into(),
@@ -484,7 +518,9 @@ fn matching(
     search: Option<&TextSearch>,
 ) -> Select<task::Entity> {
     use task::Column as C;
-    let mut query = task::Entity::find().filter(C::UserId.eq(user_id));
+    let mut query = task::Entity::find()
+        .filter(C::UserId.eq(user_id))
+        .filter(C::DeletedAt.is_null());
     match filter.status {
         StatusFilter::All => {}
         StatusFilter::Pending => query = query.filter(C::Completed.eq(false)),
@@ -598,7 +634,10 @@ async fn tags_of(
     Ok(tags)
 }
 
-async fn tags_of_task(db: &impl ConnectionTrait, task_id: i64) -> Result<Vec<String>, DbErr> {
+pub(super) async fn tags_of_task(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+) -> Result<Vec<String>, DbErr> {
     Ok(tags_of(db, &[task_id])
         .await?
         .remove(&task_id)
@@ -687,7 +726,7 @@ pub async fn sweep_orphan_tags(db: &DatabaseConnection, limit: u64) -> Result<u6
     Ok(deleted.rows_affected)
 }
 
-/// The user's tags that are on at least one task, most used first.
+/// The user's tags that are on at least one live task, most used first.
 #[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn tag_counts(db: &DatabaseConnection, owner: &Owner) -> Result<Vec<TagCount>, ApiError> {
     let user_id = owner.id();
@@ -697,7 +736,9 @@ pub async fn tag_counts(db: &DatabaseConnection, owner: &Owner) -> Result<Vec<Ta
         .column(tag::Column::Name)
         .column_as(count.clone(), "count")
         .join(JoinType::InnerJoin, task_tag::Relation::Tag.def().rev())
+        .join(JoinType::InnerJoin, task_tag::Relation::Task.def())
         .filter(tag::Column::UserId.eq(user_id))
+        .filter(task::Column::DeletedAt.is_null())
         .group_by(tag::Column::Id)
         .group_by(tag::Column::Name)
         .into_tuple()
@@ -726,6 +767,7 @@ pub async fn stats(db: &DatabaseConnection, owner: &Owner) -> Result<TaskStats, 
         .column_as(count_where(C::Completed.eq(true)), "completed")
         .column_as(count_where(overdue), "overdue")
         .filter(C::UserId.eq(user_id))
+        .filter(C::DeletedAt.is_null())
         .into_tuple()
         .one(db)
         .await?

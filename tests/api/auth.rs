@@ -255,6 +255,11 @@ async fn every_api_endpoint_requires_a_token(backend: Backend) {
         app.client.get("/api/alice/tags"),
         app.client.get("/api/alice/stats"),
         app.client.get("/api/alice/me"),
+        app.client.get("/api/alice/trash"),
+        app.client.post(format!("/api/alice/trash/{id}/restore")),
+        app.client.delete(format!("/api/alice/trash/{id}")),
+        app.client.delete("/api/alice/trash"),
+        app.client.get("/api/alice/changes"),
     ];
     for request in requests {
         rejected(&send(request).await, None);

@@ -385,10 +385,9 @@ async fn the_sweep_deletes_tags_no_task_carries_and_keeps_every_tag_in_use(backe
             .create(json!({"title": "deleted", "tags": ["gone"]}))
             .await,
     );
-    assert_eq!(
-        alice.delete(&format!("/tasks/{deleted}")).await.status,
-        StatusCode::NO_CONTENT
-    );
+    for path in [format!("/tasks/{deleted}"), format!("/trash/{deleted}")] {
+        assert_eq!(alice.delete(&path).await.status, StatusCode::NO_CONTENT);
+    }
     bob.create(json!({"title": "bob's", "tags": ["gone", "a"]}))
         .await;
     let tags_before = alice.get("/tags").await.body;
@@ -461,6 +460,7 @@ async fn the_sweep_never_unlinks_a_tag_that_a_concurrent_write_attaches(backend:
                     "task {id} lost a tag"
                 );
                 replies.push(alice.delete(&format!("/tasks/{id}")).await);
+                replies.push(alice.delete(&format!("/trash/{id}")).await);
             }
             replies.extend(created);
         }

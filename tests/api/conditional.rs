@@ -129,7 +129,8 @@ async fn a_write_with_a_stale_if_match_is_412_with_the_current_version_and_chang
     assert_eq!(current.body["title"], "Merged");
     let deleted = write(&alice, "delete", id, Some("\"3\""), Value::Null).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    assert_eq!(stored(&app, id).await, None);
+    let trashed = app.stored_task(id).await.unwrap();
+    assert_eq!((trashed.version, trashed.deleted_at.is_some()), (4, true));
 }
 
 #[apply(both_backends)]

@@ -110,6 +110,8 @@ fn task_endpoints(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
         ),
         (Method::DELETE, format!("/tasks/{task_id}"), None),
         (Method::PATCH, format!("/tasks/{task_id}/complete"), None),
+        (Method::POST, format!("/trash/{task_id}/restore"), None),
+        (Method::DELETE, format!("/trash/{task_id}"), None),
     ]
 }
 
@@ -128,6 +130,9 @@ fn every_endpoint(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/tags".to_owned(), None),
         (Method::GET, "/stats".to_owned(), None),
         (Method::GET, "/me".to_owned(), None),
+        (Method::GET, "/trash".to_owned(), None),
+        (Method::DELETE, "/trash".to_owned(), None),
+        (Method::GET, "/changes".to_owned(), None),
     ]);
     endpoints
 }
@@ -294,7 +299,7 @@ async fn the_owners_tasks_are_unchanged_and_nothing_of_them_shows_in_another_use
     for &alice_id in &alice_ids {
         for (method, path, body) in every_endpoint(alice_id) {
             let own = send(with_body(bob.request(method.clone(), &path), &body)).await;
-            if path.starts_with("/tasks/") {
+            if path.starts_with("/tasks/") || path.starts_with("/trash/") {
                 own.problem(StatusCode::NOT_FOUND);
             } else {
                 assert!(own.status.is_success(), "{method} {path}: {}", own.body);

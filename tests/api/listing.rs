@@ -1250,7 +1250,9 @@ async fn status_only_totals_follow_every_kind_of_write(backend: Backend) {
         async move {
             use entity::task::Column as C;
             let stored = |completed: Option<bool>| async move {
-                let mut query = entity::task::Entity::find().filter(C::UserId.eq("alice"));
+                let mut query = entity::task::Entity::find()
+                    .filter(C::UserId.eq("alice"))
+                    .filter(C::DeletedAt.is_null());
                 if let Some(completed) = completed {
                     query = query.filter(C::Completed.eq(completed));
                 }
@@ -1326,6 +1328,20 @@ async fn status_only_totals_follow_every_kind_of_write(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     check("deleted a completed and a pending task").await;
+    let restored = send(alice.request(Method::POST, &format!("/trash/{}/restore", ids[2]))).await;
+    assert_eq!(restored.status, StatusCode::OK);
+    check("restored a completed task").await;
+    assert_eq!(
+        alice.delete(&format!("/trash/{}", ids[5])).await.status,
+        StatusCode::NO_CONTENT
+    );
+    check("deleted a trashed task for good").await;
+    assert_eq!(
+        alice.delete(&path(ids[2])).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(alice.delete("/trash").await.status, StatusCode::NO_CONTENT);
+    check("emptied the trash").await;
 
     let creates = (0..10).map(|n| {
         let alice = &alice;

@@ -27,5 +27,7 @@ mod process;
 mod server;
 mod startup;
 mod summaries;
+mod sync;
 mod tasks;
+mod trash;
 mod validation;

@@ -194,7 +194,7 @@ async fn toggle_flips_completion_and_sets_then_clears_completed_at(backend: Back
 
 #[apply(both_backends)]
 #[tokio::test]
-async fn delete_removes_the_task_and_answers_204_then_404(backend: Backend) {
+async fn delete_moves_the_task_to_the_trash_and_answers_204_then_404(backend: Backend) {
     let app = spawn_or_skip!(backend);
     let alice = app.user("alice");
     let ids = alice.create_titled(&["keep", "drop"]).await;
@@ -215,6 +215,20 @@ async fn delete_removes_the_task_and_answers_204_then_404(backend: Backend) {
         .delete(&format!("/tasks/{}", ids[1]))
         .await
         .problem(StatusCode::NOT_FOUND);
+    // Kept, with its tag link, until the trash lets go of it.
+    assert!(app.stored_task(ids[1]).await.unwrap().deleted_at.is_some());
+    assert_eq!(
+        entity::task_tag::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    alice
+        .delete(&format!("/trash/{}", ids[1]))
+        .await
+        .assert_success();
     assert!(app.stored_task(ids[1]).await.is_none());
     assert!(
         entity::task_tag::Entity::find()

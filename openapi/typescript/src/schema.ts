@@ -52,9 +52,11 @@ export interface paths {
         put: operations["replaceTask"];
         post?: never;
         /**
-         * Delete a task
-         * @description Removes the task and its tag links for good; answers `204` with no
-         *     body. Deleting it again answers `404`.
+         * Delete a task (to the trash)
+         * @description Moves the task to the trash and answers `204` with no body. From then
+         *     on it answers `404` here and is left out of lists, tags and stats;
+         *     `restoreTask` brings it back, and it is deleted for good
+         *     `TRASH_RETENTION` (30 days by default) after it was trashed.
          */
         delete: operations["deleteTask"];
         options?: never;
@@ -100,6 +102,100 @@ export interface paths {
          *     with a due date in the past).
          */
         get: operations["getStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/trash": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the trash
+         * @description One page of your trashed tasks, most recently trashed first; each
+         *     has `deleted_at` set. `total` counts the whole trash.
+         */
+        get: operations["listTrash"];
+        put?: never;
+        post?: never;
+        /**
+         * Empty the trash
+         * @description Deletes every trashed task for good (an empty trash too answers
+         *     `204`).
+         */
+        delete: operations["emptyTrash"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/trash/{task_id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a task
+         * @description Takes the task out of the trash, live again with its tags
+         *     (`deleted_at` back to `null`, `version` + 1).
+         */
+        post: operations["restoreTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/trash/{task_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a trashed task for good
+         * @description Only a task in the trash can be deleted for good; a live task answers
+         *     `404` (move it to the trash first).
+         */
+        delete: operations["deleteTrashedTask"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List changes since a cursor
+         * @description What changed in your tasks after `since`, oldest first, each task
+         *     once at its latest state: `upsert` (created, changed or restored),
+         *     `trash` or `delete` (gone for good). Without `since`, every live and
+         *     trashed task (a full sync). Request again with `since=<cursor>`
+         *     while `has_more`, then keep `cursor` for the next sync. A cursor
+         *     older than what the server remembers answers `410`: start over
+         *     without `since`.
+         */
+        get: operations["listChanges"];
         put?: never;
         post?: never;
         delete?: never;
@@ -175,6 +271,213 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Change
+         * @description One change to one of your tasks.
+         * @example {
+         *       "seq": 57,
+         *       "op": "upsert",
+         *       "task_id": 42,
+         *       "task": {
+         *         "id": 42,
+         *         "user_id": "6tnM3f0nQ6kSxXq1",
+         *         "title": "Write report",
+         *         "description": "Quarterly numbers",
+         *         "completed": true,
+         *         "priority": "high",
+         *         "due_date": "2026-12-01T17:00:00Z",
+         *         "tags": [
+         *           "q4",
+         *           "work"
+         *         ],
+         *         "created_at": "2026-11-22T10:00:00Z",
+         *         "updated_at": "2026-11-28T16:30:00Z",
+         *         "completed_at": "2026-11-28T16:30:00Z",
+         *         "version": 3,
+         *         "deleted_at": null
+         *       }
+         *     }
+         */
+        Change: {
+            /**
+             * Format: int64
+             * @description The change's number among your changes: increasing, not contiguous
+             *     in a page (a task changed again shows only at its latest change).
+             * @example 57
+             */
+            seq: number;
+            /**
+             * @description What happened.
+             * @example upsert
+             */
+            op: components["schemas"]["ChangeOp"];
+            /**
+             * Format: int64
+             * @description The task it happened to.
+             * @example 42
+             */
+            task_id: number;
+            /**
+             * @description The task as it now is: live for `upsert`, trashed for `trash`,
+             *     `null` for `delete`.
+             * @example {
+             *       "id": 42,
+             *       "user_id": "6tnM3f0nQ6kSxXq1",
+             *       "title": "Write report",
+             *       "description": "Quarterly numbers",
+             *       "completed": true,
+             *       "priority": "high",
+             *       "due_date": "2026-12-01T17:00:00Z",
+             *       "tags": [
+             *         "q4",
+             *         "work"
+             *       ],
+             *       "created_at": "2026-11-22T10:00:00Z",
+             *       "updated_at": "2026-11-28T16:30:00Z",
+             *       "completed_at": "2026-11-28T16:30:00Z",
+             *       "version": 3,
+             *       "deleted_at": null
+             *     }
+             */
+            task: (components["schemas"]["Task"] & unknown) | null;
+        };
+        /**
+         * @description What happened to a task.
+         * @enum {string}
+         */
+        ChangeOp: "upsert" | "trash" | "delete";
+        /**
+         * ChangePage
+         * @description A page of the change feed, oldest change first.
+         * @example {
+         *       "changes": [
+         *         {
+         *           "seq": 57,
+         *           "op": "upsert",
+         *           "task_id": 42,
+         *           "task": {
+         *             "id": 42,
+         *             "user_id": "6tnM3f0nQ6kSxXq1",
+         *             "title": "Write report",
+         *             "description": "Quarterly numbers",
+         *             "completed": true,
+         *             "priority": "high",
+         *             "due_date": "2026-12-01T17:00:00Z",
+         *             "tags": [
+         *               "q4",
+         *               "work"
+         *             ],
+         *             "created_at": "2026-11-22T10:00:00Z",
+         *             "updated_at": "2026-11-28T16:30:00Z",
+         *             "completed_at": "2026-11-28T16:30:00Z",
+         *             "version": 3,
+         *             "deleted_at": null
+         *           }
+         *         },
+         *         {
+         *           "seq": 58,
+         *           "op": "trash",
+         *           "task_id": 43,
+         *           "task": {
+         *             "id": 43,
+         *             "user_id": "6tnM3f0nQ6kSxXq1",
+         *             "title": "Old draft",
+         *             "description": "Quarterly numbers",
+         *             "completed": false,
+         *             "priority": "high",
+         *             "due_date": "2026-12-01T17:00:00Z",
+         *             "tags": [
+         *               "work"
+         *             ],
+         *             "created_at": "2026-11-22T10:00:00Z",
+         *             "updated_at": "2026-11-29T09:15:00Z",
+         *             "completed_at": null,
+         *             "version": 2,
+         *             "deleted_at": "2026-11-29T09:15:00Z"
+         *           }
+         *         },
+         *         {
+         *           "seq": 60,
+         *           "op": "delete",
+         *           "task_id": 17,
+         *           "task": null
+         *         }
+         *       ],
+         *       "cursor": "AAAAAAAAADw",
+         *       "has_more": false
+         *     }
+         */
+        ChangePage: {
+            /**
+             * @description Each task at most once, at its latest change.
+             * @example [
+             *       {
+             *         "seq": 57,
+             *         "op": "upsert",
+             *         "task_id": 42,
+             *         "task": {
+             *           "id": 42,
+             *           "user_id": "6tnM3f0nQ6kSxXq1",
+             *           "title": "Write report",
+             *           "description": "Quarterly numbers",
+             *           "completed": true,
+             *           "priority": "high",
+             *           "due_date": "2026-12-01T17:00:00Z",
+             *           "tags": [
+             *             "q4",
+             *             "work"
+             *           ],
+             *           "created_at": "2026-11-22T10:00:00Z",
+             *           "updated_at": "2026-11-28T16:30:00Z",
+             *           "completed_at": "2026-11-28T16:30:00Z",
+             *           "version": 3,
+             *           "deleted_at": null
+             *         }
+             *       },
+             *       {
+             *         "seq": 58,
+             *         "op": "trash",
+             *         "task_id": 43,
+             *         "task": {
+             *           "id": 43,
+             *           "user_id": "6tnM3f0nQ6kSxXq1",
+             *           "title": "Old draft",
+             *           "description": "Quarterly numbers",
+             *           "completed": false,
+             *           "priority": "high",
+             *           "due_date": "2026-12-01T17:00:00Z",
+             *           "tags": [
+             *             "work"
+             *           ],
+             *           "created_at": "2026-11-22T10:00:00Z",
+             *           "updated_at": "2026-11-29T09:15:00Z",
+             *           "completed_at": null,
+             *           "version": 2,
+             *           "deleted_at": "2026-11-29T09:15:00Z"
+             *         }
+             *       },
+             *       {
+             *         "seq": 60,
+             *         "op": "delete",
+             *         "task_id": 17,
+             *         "task": null
+             *       }
+             *     ]
+             */
+            changes: components["schemas"]["Change"][];
+            /**
+             * @description Where the next page starts: send it as `since`. Opaque; store it
+             *     once `has_more` is `false` and sync from it next time.
+             * @example AAAAAAAAADw
+             */
+            cursor: string;
+            /**
+             * @description Whether more changes follow: request again with `since=<cursor>`
+             *     right away.
+             * @example false
+             */
+            has_more: boolean;
+        };
         /**
          * FieldError
          * @description One invalid input field.
@@ -411,7 +714,8 @@ export interface components {
          *       "created_at": "2026-11-22T10:00:00Z",
          *       "updated_at": "2026-11-28T16:30:00Z",
          *       "completed_at": "2026-11-28T16:30:00Z",
-         *       "version": 3
+         *       "version": 3,
+         *       "deleted_at": null
          *     }
          */
         Task: {
@@ -486,6 +790,13 @@ export interface components {
              * @example 3
              */
             version: number;
+            /**
+             * Format: date-time
+             * @description When the task was moved to the trash; `null` while it is live. Only
+             *     the trash and the change feed show trashed tasks.
+             * @example 2026-11-29T09:15:00Z
+             */
+            deleted_at: string | null;
         };
         /**
          * TaskPage
@@ -507,7 +818,8 @@ export interface components {
          *           "created_at": "2026-11-22T10:00:00Z",
          *           "updated_at": "2026-11-28T16:30:00Z",
          *           "completed_at": "2026-11-28T16:30:00Z",
-         *           "version": 3
+         *           "version": 3,
+         *           "deleted_at": null
          *         }
          *       ],
          *       "total": 1,
@@ -534,7 +846,8 @@ export interface components {
              *         "created_at": "2026-11-22T10:00:00Z",
              *         "updated_at": "2026-11-28T16:30:00Z",
              *         "completed_at": "2026-11-28T16:30:00Z",
-             *         "version": 3
+             *         "version": 3,
+             *         "deleted_at": null
              *       }
              *     ]
              */
@@ -1146,7 +1459,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1284,7 +1597,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1448,7 +1761,10 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The task and its tag links are gone. */
+            /**
+             * @description The task is in the trash: gone from everything but `listTrash`,
+             *     until restored or deleted for good.
+             */
             204: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1497,7 +1813,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1674,7 +1990,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -1923,7 +2239,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
@@ -2136,6 +2452,587 @@ export interface operations {
             };
         };
     };
+    listTrash: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 100. */
+                limit?: number;
+                /** @description Trashed tasks to skip, at most 2^53 - 1. */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of tasks. */
+            200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskPage"];
+                };
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
+            422: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unprocessable Entity",
+                     *       "status": 422,
+                     *       "detail": "the request has invalid fields",
+                     *       "errors": [
+                     *         {
+                     *           "field": "title",
+                     *           "message": "must not be blank"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    emptyTrash: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Deleted for good, with its tag links; the change feed reports a
+             *     `delete`.
+             */
+            204: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    restoreTask: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Restore the task only at one of these versions (`ETag`s, e.g.
+                 *     `"7"`; weak tags never match), else `412`; `*` or absent: any.
+                 */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+                /** @description The trashed task's id. */
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The task as it now is. */
+            200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description The task's version, quoted: send it back in `If-Match`. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
+            404: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Not Found",
+                     *       "status": 404,
+                     *       "detail": "no task with this id for this user"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` did not name the task's current version (someone changed it since you read it, or the value was not a quoted `ETag`), and nothing was changed. `current_version` is the version stored; read the task again, merge, and retry with its `ETag`. */
+            412: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/precondition-failed",
+                     *       "title": "Precondition Failed",
+                     *       "status": 412,
+                     *       "detail": "`If-Match` does not name the task's current version, 8 (send its ETag, quotes included: `\"8\"`); nothing was changed",
+                     *       "current_version": 8
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteTrashedTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+                /** @description The trashed task's id. */
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Deleted for good, with its tag links; the change feed reports a
+             *     `delete`.
+             */
+            204: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
+            404: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Not Found",
+                     *       "status": 404,
+                     *       "detail": "no task with this id for this user"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listChanges: {
+        parameters: {
+            query?: {
+                /** @description The `cursor` of the previous response; absent for a full sync. */
+                since?: string;
+                /** @description Most changes in one response, 1 to 1000. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the change feed, oldest change first. */
+            200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePage"];
+                };
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The cursor (`since`) is older than what the server still remembers (deletions are kept for `CHANGES_RETENTION`), or was not given out by this server: sync again from the start, without `since`. */
+            410: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/cursor-expired",
+                     *       "title": "Gone",
+                     *       "status": 410,
+                     *       "detail": "this cursor is older than the changes this server still remembers; sync again from the start (without `since`)"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
+            422: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unprocessable Entity",
+                     *       "status": 422,
+                     *       "detail": "the request has invalid fields",
+                     *       "errors": [
+                     *         {
+                     *           "field": "title",
+                     *           "message": "must not be blank"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listTags: {
         parameters: {
             query?: never;
@@ -2285,7 +3182,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such task for this user (another user's task is also 404); from `getMe`, no record of the user. */
+            /** @description No such task for this user (another user's task is also 404; a trashed task is found only in the trash, a live one never there); from `getMe`, no record of the user. */
             404: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
