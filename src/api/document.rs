@@ -10,8 +10,9 @@
 //!   usual spelling.
 //! - error responses: every operation shares `ApiError`, whose metadata lists
 //!   every status; each operation keeps those it can actually return.
-//! - `links` from `createTask` to the operations on the created task, for
-//!   clients and contract testers that follow them.
+//! - `links` from `createTask` to the operations on the created task, from
+//!   `deleteTask` to restoring or purging it, and from `restoreTask` back,
+//!   for clients and contract testers that follow them.
 //! - property examples, taken from each schema's example, and for each error
 //!   response the problem document of that status.
 //! - enum references without the derive's `allOf` wrapper parts.
@@ -46,6 +47,7 @@ pub fn document() -> Value {
         declare_public(operation);
     }
     link_created_task(&mut document);
+    link_trashed_task(&mut document);
     hoist_all_of_annotations(&mut document);
     describe_success_responses(&mut document);
     if let Some(schemas) = document.pointer_mut("/components/schemas") {
@@ -269,6 +271,41 @@ fn link_created_task(document: &mut Value) {
         "ToggleTask": link("toggleTask", "Complete or reopen the created task."),
         "DeleteTask": link("deleteTask", "Delete the created task."),
     });
+}
+
+/// OpenAPI `links` from a task moved to the trash to restoring it and to
+/// deleting it for good, and from a restored task to the operations on it.
+fn link_trashed_task(document: &mut Value) {
+    let link = |operation: &str, task_id: &str, description: &str| {
+        json!({
+            "operationId": operation,
+            "parameters": {
+                "user_id": "$request.path.user_id",
+                "task_id": task_id,
+            },
+            "description": description,
+        })
+    };
+    if let Some(trashed) =
+        document.pointer_mut("/paths/~1api~1{user_id}~1tasks~1{task_id}/delete/responses/204")
+    {
+        trashed["links"] = json!({
+            "RestoreTask": link("restoreTask", "$request.path.task_id", "Restore the trashed task."),
+            "DeleteTrashedTask": link(
+                "deleteTrashedTask",
+                "$request.path.task_id",
+                "Delete the trashed task for good."
+            ),
+        });
+    }
+    if let Some(restored) = document
+        .pointer_mut("/paths/~1api~1{user_id}~1trash~1{task_id}~1restore/post/responses/200")
+    {
+        restored["links"] = json!({
+            "GetTask": link("getTask", "$response.body#/id", "Read the restored task."),
+            "DeleteTask": link("deleteTask", "$response.body#/id", "Move it to the trash again."),
+        });
+    }
 }
 
 /// Each property's example: its value in the schema's example, else in the

@@ -187,10 +187,10 @@ enum TrashedTask {
     Trashed,
 }
 
-/// What a valid value of each `listTasks` query parameter looks like, for the
+/// What a valid value of each query parameter looks like, for the
 /// 422 that names it (the framework's own messages quote types and regexes),
-/// from the parameter's type. Parameters whose types parse themselves
-/// (`limit`, `offset`, `since`) answer with their own rule.
+/// from the parameter's type. `limit` and `offset`, whose bounds differ
+/// between operations, answer with their own type's rule.
 pub fn query_rule(parameter: &str) -> Option<String> {
     Some(match parameter {
         "status" => tasks::one_of::<StatusFilter>(),
@@ -200,6 +200,7 @@ pub fn query_rule(parameter: &str) -> Option<String> {
         "tag" => TagFilter::rule(),
         "q" => SearchText::rule(),
         "due_before" | "due_after" => tasks::TIMESTAMP_RULE.into(),
+        "since" => tasks::ChangeCursor::rule().into(),
         _ => return None,
     })
 }

@@ -168,7 +168,10 @@ inline_type!(
     MetaSchema {
         min_length: Some(11),
         max_length: Some(11),
-        pattern: Some("^[A-Za-z0-9_-]{11}$".into()),
+        // Exactly the encodings of a number from 0 to 2^63 - 1: a first
+        // character below `g` (top bit clear), and a last one whose two
+        // unused bits are zero.
+        pattern: Some("^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$".into()),
         ..MetaSchema::new("string")
     }
 );
@@ -254,7 +257,12 @@ mod tests {
                 Some(ChangeCursor(seq))
             );
         }
+        let pattern = regex::Regex::new("^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$").unwrap();
+        for seq in [0, 1, 57, 1 << 40, i64::MAX] {
+            assert!(pattern.is_match(&ChangeCursor(seq).to_string()));
+        }
         let negative = ChangeCursor(-1).to_string();
+        assert!(!pattern.is_match(&negative));
         for bad in [
             "",
             "42",
