@@ -49,6 +49,7 @@ pub fn document() -> Value {
     link_created_task(&mut document);
     link_trashed_task(&mut document);
     hoist_all_of_annotations(&mut document);
+    nullable_references(&mut document);
     describe_success_responses(&mut document);
     if let Some(schemas) = document.pointer_mut("/components/schemas") {
         for (name, schema) in schemas.as_object_mut().into_iter().flatten() {
@@ -248,6 +249,35 @@ fn declare_public(operation: &mut Map<String, Value>) {
         .or_insert_with(|| Value::Array(vec![]));
 }
 
+/// A nullable reference (`nullable` beside `allOf: [$ref]`) as OpenAPI 3.0.3
+/// spells it: `anyOf` the reference and `null` (`nullable` applies only
+/// beside a `type`, and never loosens a referenced schema).
+fn nullable_references(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let reference = object
+                .get("allOf")
+                .and_then(Value::as_array)
+                .filter(|parts| parts.len() == 1)
+                .and_then(|parts| parts[0].get("$ref"))
+                .cloned();
+            if object.get("nullable") == Some(&Value::Bool(true))
+                && let Some(reference) = reference
+            {
+                object.remove("nullable");
+                object.remove("allOf");
+                object.insert(
+                    "anyOf".into(),
+                    json!([{"$ref": reference}, {"type": "object", "nullable": true, "enum": [null]}]),
+                );
+            }
+            object.values_mut().for_each(nullable_references);
+        }
+        Value::Array(items) => items.iter_mut().for_each(nullable_references),
+        _ => {}
+    }
+}
+
 /// OpenAPI `links` from a created task to the operations on it.
 fn link_created_task(document: &mut Value) {
     let Some(created) = document.pointer_mut("/paths/~1api~1{user_id}~1tasks/post/responses/201")
@@ -342,7 +372,10 @@ fn hoist_all_of_annotations(value: &mut Value) {
                 parts.retain(|part| {
                     let annotation_only = part.as_object().is_some_and(|part| {
                         part.keys().all(|key| {
-                            matches!(key.as_str(), "description" | "default" | "example")
+                            matches!(
+                                key.as_str(),
+                                "description" | "default" | "example" | "nullable"
+                            )
                         })
                     });
                     if annotation_only {

@@ -320,3 +320,50 @@ async fn trashed_tasks_are_purged_after_the_retention(backend: Backend) {
         (json!("delete"), json!(old), Value::Null)
     );
 }
+
+/// A user deleted from the database (by an operator: the API has no such
+/// operation) takes their tasks, trash, feed and sequence along, and the
+/// deletion triggers do not trip over the user being gone.
+#[apply(both_backends)]
+#[tokio::test]
+async fn deleting_a_user_row_removes_their_tasks_trash_and_feed(backend: Backend) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    let ids = alice.create_titled(&["live", "trashed", "purged"]).await;
+    for path in [
+        format!("/tasks/{}", ids[1]),
+        format!("/tasks/{}", ids[2]),
+        format!("/trash/{}", ids[2]),
+    ] {
+        alice.delete(&path).await.assert_success();
+    }
+    let bobs = bob.create_titled(&["bob's"]).await;
+    bob.delete(&format!("/tasks/{}", bobs[0]))
+        .await
+        .assert_success();
+    bob.delete(&format!("/trash/{}", bobs[0]))
+        .await
+        .assert_success();
+
+    entity::user::Entity::delete_by_id("alice".to_owned())
+        .exec(&app.db)
+        .await
+        .expect("the user and everything of theirs is deleted");
+    let tasks = entity::task::Entity::find()
+        .filter(entity::task::Column::UserId.eq("alice"))
+        .count(&app.db);
+    let tombstones = entity::task_tombstone::Entity::find()
+        .filter(entity::task_tombstone::Column::UserId.eq("alice"))
+        .count(&app.db);
+    let sequences = entity::change_sequence::Entity::find()
+        .filter(entity::change_sequence::Column::UserId.eq("alice"))
+        .count(&app.db);
+    let left = futures::try_join!(tasks, tombstones, sequences).unwrap();
+    assert_eq!(left, (0, 0, 0), "alice's tasks, tombstones and sequence");
+    // Bob's feed still tells of his deletion.
+    let feed = bob.get("/changes").await.assert_success();
+    assert_eq!(feed["changes"][0]["op"], "delete");
+    assert_eq!(feed["changes"][0]["task_id"], bobs[0]);
+}
