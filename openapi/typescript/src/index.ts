@@ -35,6 +35,17 @@ export type SortField = Schemas["SortField"];
 export type SortOrder = Schemas["SortOrder"];
 /** Query parameters of `GET /api/{user_id}/tasks` (filters, sort, paging). */
 export type ListTasksQuery = NonNullable<operations["listTasks"]["parameters"]["query"]>;
+/**
+ * One entry of the change feed (`GET /api/{user_id}/changes`, read by `sync`):
+ * `op` says what happened to task `task_id`, and `task` is that task as it
+ * is now: live for `"upsert"` (created, changed or restored), in the trash
+ * (`deleted_at` set) for `"trash"`, `null` for `"delete"` (gone for good).
+ */
+export type Change = Schemas["Change"];
+/** What a `Change` did: `"upsert"`, `"trash"` or `"delete"`. */
+export type ChangeOp = Schemas["ChangeOp"];
+/** One response of `GET /api/{user_id}/changes`; `sync` reads them all for you. */
+export type ChangePage = Schemas["ChangePage"];
 
 /** A task's entity tag, as its `ETag` header carries it: the version, quoted. */
 export function etagOf(task: Pick<Task, "version">): string {
@@ -180,4 +191,128 @@ export function createTodoClient({ getToken, ...options }: TodoClientOptions): T
   client.use(idempotencyKeys());
   if (getToken) client.use(bearerAuth(getToken));
   return client;
+}
+
+/**
+ * A request answered with an error status: `status` is the HTTP status,
+ * `problem` the `Problem` body (`undefined` if the body was not one, e.g.
+ * from a proxy). Thrown by `sync`; the plain client calls return their
+ * `error` instead of throwing.
+ */
+export class ProblemError extends Error {
+  override name = "ProblemError";
+  readonly status: number;
+  readonly problem: Problem | undefined;
+  readonly response: Response;
+
+  constructor(response: Response, problem: Problem | undefined) {
+    const summary = problem ? `${problem.title}: ${problem.detail}` : response.statusText;
+    super(`${response.status} ${summary}`.trim());
+    this.status = response.status;
+    this.problem = problem;
+    this.response = response;
+  }
+}
+
+/**
+ * Thrown by `sync` when the server no longer honours the cursor (410,
+ * `/problems/cursor-expired`): it is older than the deletions the server
+ * remembers (`CHANGES_RETENTION`, 30 days by default), or not one this
+ * server gave out (e.g. after a database reset). Throw away the local copy
+ * and the cursor, and run a full sync: `sync(api, userId)`.
+ */
+export class CursorExpiredError extends ProblemError {
+  override name = "CursorExpiredError";
+}
+
+export interface SyncOptions {
+  /**
+   * Most changes per request, 1 to 1000 (default 500). `sync` requests page
+   * after page until it has them all, so this only trades the number of
+   * round trips against the size of each response.
+   */
+  limit?: number;
+  /** Aborts the sync (the request in flight rejects with an `AbortError`). */
+  signal?: AbortSignal;
+}
+
+/** All changes since a cursor, and the cursor to sync from next time. */
+export interface SyncResult {
+  /** Oldest first; apply them in this order (`applyChanges` does). */
+  changes: Change[];
+  /** Store it with your copy of the tasks and pass it to the next `sync`. */
+  cursor: string;
+}
+
+/**
+ * Everything that changed in the user's tasks since `cursor`, reading the
+ * change feed page after page until it is caught up. Without a cursor it is
+ * a full sync: every live task as an `"upsert"` and every trashed one as a
+ * `"trash"`. Each task shows once, at its latest state (a task changed again
+ * while `sync` is still paging can show once more, later in the list).
+ *
+ * ```ts
+ * let tasks = new Map<number, Task>();
+ * let cursor: string | undefined; // persist both, e.g. in IndexedDB
+ *
+ * async function refresh() {
+ *   try {
+ *     const result = await sync(api, userId, cursor);
+ *     applyChanges(tasks, result.changes);
+ *     cursor = result.cursor;
+ *   } catch (error) {
+ *     if (!(error instanceof CursorExpiredError)) throw error;
+ *     const result = await sync(api, userId); // start over: a full sync
+ *     tasks = applyChanges(new Map(), result.changes);
+ *     cursor = result.cursor;
+ *   }
+ * }
+ * ```
+ *
+ * Throws `CursorExpiredError` when the cursor is too old (start over without
+ * one), a `ProblemError` for any other error response (a malformed cursor is
+ * a 422, a token for another user a 403), and rethrows network errors. It
+ * only reads, so after a failure call it again with the same cursor: nothing
+ * is lost or applied twice.
+ */
+export async function sync(
+  client: TodoClient,
+  userId: string,
+  cursor?: string,
+  { limit = 500, signal }: SyncOptions = {},
+): Promise<SyncResult> {
+  const changes: Change[] = [];
+  let since = cursor;
+  for (;;) {
+    const { data, error, response } = await client.GET("/api/{user_id}/changes", {
+      params: { path: { user_id: userId }, query: { since, limit } },
+      signal,
+    });
+    if (!data) {
+      const problem = typeof error === "object" && error !== null ? error : undefined;
+      if (response.status === 410 && problem?.type === "/problems/cursor-expired") {
+        throw new CursorExpiredError(response, problem);
+      }
+      throw new ProblemError(response, problem);
+    }
+    changes.push(...data.changes);
+    if (!data.has_more) return { changes, cursor: data.cursor };
+    if (data.cursor === since) throw new Error(`GET /changes: has_more with a cursor that did not advance (${since})`);
+    since = data.cursor;
+  }
+}
+
+/**
+ * Applies `changes` (from `sync`), in order, to a map of the user's live
+ * tasks by id: an `"upsert"` sets the task, a `"trash"` or `"delete"` removes
+ * it (list the trash with `GET /api/{user_id}/trash`). Changes `tasks` in
+ * place and returns it; for React state, pass a copy:
+ * `setTasks((prev) => applyChanges(new Map(prev), changes))`.
+ */
+export function applyChanges(tasks: Map<number, Task>, changes: readonly Change[]): Map<number, Task> {
+  for (const { op, task_id, task } of changes) {
+    if (op === "upsert" && task) tasks.set(task_id, task);
+    else tasks.delete(task_id);
+  }
+  return tasks;
 }

@@ -339,7 +339,7 @@ export interface components {
              *       "deleted_at": null
              *     }
              */
-            task: (components["schemas"]["Task"] & unknown) | null;
+            task: components["schemas"]["Task"] | (never | null);
         };
         /**
          * @description What happened to a task.

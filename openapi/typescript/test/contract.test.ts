@@ -4,10 +4,15 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import {
+  applyChanges,
   createTodoClient,
+  CursorExpiredError,
   etagOf,
   ifMatch,
+  ProblemError,
+  sync,
   withRetries,
+  type Change,
   type ListTasksQuery,
   type NewTask,
   type Problem,
@@ -392,6 +397,156 @@ describe("todo-api through @todo-api/client", () => {
       assert.match(sent[0] ?? "", /^[0-9a-f-]{36}$/);
       assert.notEqual(sent[0], sent[1], "each new create has its own key");
       assert.equal(sent[2], null, "a list takes no key");
+    });
+  });
+
+  describe("sync: the change feed, trash and restore", () => {
+    /** `[task_id, op]` of each change, in order. */
+    const ops = (changes: Change[]) => changes.map((c) => [c.task_id, c.op]);
+
+    async function trash(api: TodoClient, userId: string, task: Task) {
+      const { response } = await api.DELETE("/api/{user_id}/tasks/{task_id}", {
+        params: { path: { user_id: userId, task_id: task.id } },
+      });
+      assert.equal(response.status, 204);
+    }
+
+    it("a full sync returns every task; sync(cursor) then returns exactly the later changes", async () => {
+      const { id: userId, api } = await newUser("sync");
+      const a = await createTask(api, userId, { title: "A" });
+      const b = await createTask(api, userId, { title: "B", tags: ["work"] });
+      const c = await createTask(api, userId, { title: "C" });
+      const d = await createTask(api, userId, { title: "D" });
+      await trash(api, userId, d);
+
+      const full = await sync(api, userId);
+      assert.deepEqual(ops(full.changes), [
+        [a.id, "upsert"],
+        [b.id, "upsert"],
+        [c.id, "upsert"],
+        [d.id, "trash"],
+      ]);
+      assert.deepEqual(full.changes[0]?.task, a);
+      assert.deepEqual(full.changes[1]?.task, b);
+      const trashed = await api.GET("/api/{user_id}/trash", { params: { path: { user_id: userId } } });
+      assert.equal(trashed.response.status, 200);
+      assert.deepEqual(trashed.data?.items, [full.changes[3]?.task]);
+      assert.match(full.changes[3]?.task?.deleted_at ?? "", RFC3339_UTC);
+      assert.equal(typeof full.cursor, "string");
+
+      // A create, a patch, a delete to the trash and a delete for good.
+      const e = await createTask(api, userId, { title: "E" });
+      const patched = await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+        params: { path: { user_id: userId, task_id: a.id } },
+        body: { title: "A, edited" },
+      });
+      assert.ok(patched.data);
+      await trash(api, userId, b);
+      const purged = await api.DELETE("/api/{user_id}/trash/{task_id}", {
+        params: { path: { user_id: userId, task_id: d.id } },
+      });
+      assert.equal(purged.response.status, 204);
+
+      const next = await sync(api, userId, full.cursor);
+      assert.deepEqual(ops(next.changes), [
+        [e.id, "upsert"],
+        [a.id, "upsert"],
+        [b.id, "trash"],
+        [d.id, "delete"],
+      ]);
+      const [created, edited, binned, gone] = next.changes;
+      assert.deepEqual(created?.task, e);
+      assert.deepEqual(edited?.task, patched.data);
+      assert.equal(binned?.task?.title, "B");
+      assert.deepEqual(binned?.task?.tags, ["work"]);
+      assert.match(binned?.task?.deleted_at ?? "", RFC3339_UTC);
+      assert.equal(gone?.task, null);
+      const seqs = next.changes.map((change) => change.seq);
+      assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), "oldest first");
+      assert.ok((seqs[0] ?? 0) > (full.changes.at(-1)?.seq ?? Infinity));
+      assert.notEqual(next.cursor, full.cursor);
+
+      // Caught up: nothing more, and the cursor stays.
+      const again = await sync(api, userId, next.cursor);
+      assert.deepEqual(again, { changes: [], cursor: next.cursor });
+
+      // The full sync with the changes applied is the task list.
+      const tasks = applyChanges(applyChanges(new Map(), full.changes), next.changes);
+      const list = await api.GET("/api/{user_id}/tasks", { params: { path: { user_id: userId }, query: { order: "asc" } } });
+      assert.deepEqual([...tasks.values()].sort((x, y) => x.id - y.id), list.data?.items);
+    });
+
+    it("pages through the feed: with limit 2, one sync() returns all 5 tasks", async () => {
+      const { id: userId, token } = await newUser("sync-pages");
+      const requested: URLSearchParams[] = [];
+      const recordingFetch = async (request: Request) => {
+        if (request.method === "GET") requested.push(new URL(request.url).searchParams);
+        return fetch(request);
+      };
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => token, fetch: recordingFetch });
+      const ids: number[] = [];
+      for (const title of ["one", "two", "three", "four", "five"]) ids.push((await createTask(api, userId, { title })).id);
+
+      const full = await sync(api, userId, undefined, { limit: 2 });
+      assert.deepEqual(
+        full.changes.map((change) => change.task_id),
+        ids,
+      );
+      assert.ok(full.changes.every((change) => change.op === "upsert"));
+      assert.deepEqual(
+        requested.map((query) => query.get("limit")),
+        ["2", "2", "2"],
+      );
+      assert.equal(requested[0]?.has("since"), false, "a full sync sends no cursor");
+      assert.ok(requested[1]?.get("since") && requested[2]?.get("since") !== requested[1]?.get("since"));
+
+      const caughtUp = await sync(api, userId, full.cursor, { limit: 2 });
+      assert.deepEqual(caughtUp, { changes: [], cursor: full.cursor });
+    });
+
+    it("a malformed cursor is a 422, an expired one a CursorExpiredError; restoreTask brings a task back", async () => {
+      const { id: userId, api } = await newUser("sync-errors");
+
+      await assert.rejects(sync(api, userId, "not a cursor"), (error: unknown) => {
+        assert.ok(error instanceof ProblemError);
+        assert.ok(!(error instanceof CursorExpiredError));
+        assert.equal(error.status, 422);
+        assert.deepEqual(
+          error.problem?.errors?.map((e) => e.field),
+          ["since"],
+        );
+        return true;
+      });
+
+      // Well-formed, but past this user's last change: not a cursor this
+      // server gave out, so (like one older than CHANGES_RETENTION) a 410.
+      const unknown = Buffer.alloc(8);
+      unknown.writeBigInt64BE(1_000_000n);
+      await assert.rejects(sync(api, userId, unknown.toString("base64url")), (error: unknown) => {
+        assert.ok(error instanceof CursorExpiredError);
+        assert.equal(error.status, 410);
+        assert.equal(error.problem?.type, "/problems/cursor-expired");
+        assert.equal(error.name, "CursorExpiredError");
+        return true;
+      });
+
+      const task = await createTask(api, userId, { title: "Oops", tags: ["keep"] });
+      await trash(api, userId, task);
+      const { cursor } = await sync(api, userId);
+      const restored = await api.POST("/api/{user_id}/trash/{task_id}/restore", {
+        params: { path: { user_id: userId, task_id: task.id } },
+      });
+      assert.equal(restored.response.status, 200);
+      assert.ok(restored.data);
+      assert.equal(restored.data.deleted_at, null);
+      assert.equal(restored.data.title, "Oops");
+      assert.deepEqual(restored.data.tags, ["keep"]);
+      const got = await api.GET("/api/{user_id}/tasks/{task_id}", {
+        params: { path: { user_id: userId, task_id: task.id } },
+      });
+      assert.deepEqual(got.data, restored.data);
+      const later = await sync(api, userId, cursor);
+      assert.deepEqual(later.changes.map((change) => [change.op, change.task]), [["upsert", restored.data]]);
     });
   });
 

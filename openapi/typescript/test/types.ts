@@ -4,6 +4,7 @@
 import type { FetchResponse } from "openapi-fetch";
 
 import type {
+  Change,
   ListTasksQuery,
   NewTask,
   Priority,
@@ -14,6 +15,8 @@ import type {
   TaskPage,
   TaskPatch,
   TodoClient,
+  sync,
+  SyncResult,
 } from "../src/index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -27,6 +30,9 @@ expectType<Equal<NonNullable<ListTasksQuery["order"]>, "asc" | "desc">>(true);
 expectType<Equal<Task["id"], number>>(true);
 expectType<Equal<Task["tags"], string[]>>(true);
 expectType<Equal<TaskPage["items"], Task[]>>(true);
+expectType<Equal<Change["op"], "upsert" | "trash" | "delete">>(true);
+expectType<Equal<Change["task"], Task | null>>(true);
+expectType<Equal<Awaited<ReturnType<typeof sync>>, SyncResult>>(true);
 
 export async function signatures(api: TodoClient, user_id: string, task_id: number): Promise<void> {
   // Success data and error are typed by the response.
