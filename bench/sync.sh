@@ -63,9 +63,16 @@ def token(user):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 def call(method, user, path, body=None):
+    global connection
     headers = {"Authorization": f"Bearer {tokens[user]}", "Content-Type": "application/json"}
-    connection.request(method, f"{url.path}/{user}{path}", json.dumps(body) if body else None, headers)
-    response = connection.getresponse()
+    try:
+        connection.request(method, f"{url.path}/{user}{path}", json.dumps(body) if body else None, headers)
+        response = connection.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionError):
+        # Closed while idle (KEEP_ALIVE_TIMEOUT) during the bulk insert.
+        connection = http.client.HTTPConnection(url.hostname, url.port)
+        connection.request(method, f"{url.path}/{user}{path}", json.dumps(body) if body else None, headers)
+        response = connection.getresponse()
     payload = response.read()
     assert response.status < 300, (response.status, payload)
     return json.loads(payload) if payload else None

@@ -7,9 +7,9 @@ pub mod change_sequence;
 pub mod idempotency_key;
 pub mod tag;
 pub mod task;
+pub mod task_change;
 pub mod task_count;
 pub mod task_tag;
-pub mod task_tombstone;
 pub mod user;
 pub mod write_probe;
 

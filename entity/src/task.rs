@@ -39,11 +39,6 @@ pub struct Model {
     pub version: i64,
     /// When the task was moved to the trash; `None` while it is live.
     pub deleted_at: Option<DateTimeUtc>,
-    /// The owner's change sequence number of the task's latest change, set
-    /// by database triggers on every insert and update (see the
-    /// `trash_and_changes` migration). On SQLite the trigger runs after the
-    /// statement, so a write's `RETURNING` shows the number before it.
-    pub change_seq: i64,
     #[sea_orm(belongs_to, from = "user_id", to = "id", on_delete = "Cascade")]
     pub user: BelongsTo<super::user::Entity>,
     #[sea_orm(has_many, via = "task_tag")]

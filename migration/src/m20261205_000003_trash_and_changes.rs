@@ -2,11 +2,10 @@
 //!
 //! - `tasks.deleted_at`: when the task was moved to the trash; NULL while it
 //!   is live. The task counts now count live tasks only.
-//! - `tasks.change_seq`: the user's change sequence number of the task's
-//!   latest change, set by triggers on every insert and update.
-//! - `task_tombstones`: a task deleted for good, with the sequence number of
-//!   its deletion, written by a trigger on every delete. The service forgets
-//!   them after `CHANGES_RETENTION`.
+//! - `task_changes`: per task, the owner's change sequence number of its
+//!   latest change, and `deleted_at` (Unix seconds) once it is deleted for
+//!   good: then the row is its tombstone, kept until `CHANGES_RETENTION`.
+//!   Written by triggers on `tasks` only.
 //! - `change_sequences`: per user, the last number given out and the highest
 //!   number of a forgotten deletion; a feed cursor below it has missed
 //!   something and is refused.
@@ -14,13 +13,16 @@
 //! The numbers come from the user's `change_sequences` row, updated in the
 //! writing transaction, which holds its row lock until it commits: a user's
 //! writes take numbers one at a time, so no number becomes visible before a
-//! lower one. Triggers give the number whichever statement (or tool) writes,
-//! without a round trip of its own. Existing tasks are numbered in id order.
+//! lower one. On PostgreSQL the triggers are deferred to the commit, so the
+//! lock is held only while committing and a user's concurrent writes
+//! overlap in everything else; SQLite has one writer at a time anyway.
+//! Triggers number whatever statement (or tool) writes, without a round trip
+//! of its own. Existing tasks are numbered in id order.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::{
     prelude::*,
-    schema::{big_integer, text},
+    schema::{big_integer, big_integer_null, text},
 };
 
 #[derive(DeriveMigrationName)]
@@ -32,7 +34,6 @@ enum Tasks {
     Id,
     UserId,
     DeletedAt,
-    ChangeSeq,
 }
 
 #[derive(DeriveIden)]
@@ -44,11 +45,11 @@ enum ChangeSequences {
 }
 
 #[derive(DeriveIden)]
-enum TaskTombstones {
+enum TaskChanges {
     Table,
     UserId,
-    ChangeSeq,
     TaskId,
+    Seq,
     DeletedAt,
 }
 
@@ -58,59 +59,62 @@ enum Users {
     Id,
 }
 
-const CHANGES_INDEX: &str = "idx_tasks_user_change_seq";
+const FEED_INDEX: &str = "idx_task_changes_user_seq";
+const TOMBSTONE_AGE_INDEX: &str = "idx_task_changes_deleted_at";
 const TRASH_INDEX: &str = "idx_tasks_user_trashed";
 const PURGE_INDEX: &str = "idx_tasks_trashed";
-const TOMBSTONE_AGE_INDEX: &str = "idx_task_tombstones_deleted_at";
 
 const NUMBER_EXISTING: &str = "
-UPDATE tasks SET change_seq = numbered.seq
-FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY id) AS seq FROM tasks) AS numbered
-WHERE tasks.id = numbered.id;
+INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
+SELECT user_id, id, row_number() OVER (PARTITION BY user_id ORDER BY id), NULL FROM tasks;
 INSERT INTO change_sequences (user_id, last_seq, forgotten_through)
-SELECT user_id, MAX(change_seq), 0 FROM tasks GROUP BY user_id;
+SELECT user_id, MAX(seq), 0 FROM task_changes GROUP BY user_id;
 ";
 
-/// `next_change_seq` is a SQL function so that both triggers share it.
-/// A task deleted as part of deleting its user (a cascade) leaves no
-/// tombstone: there is nobody left to tell. Counting: a task counts while
-/// it is live.
+/// A change of a task deleted as part of deleting its user (a cascade) is
+/// not recorded: there is nobody left to tell. Counting: a task counts
+/// while it is live.
 const POSTGRES_TRIGGERS: &str = r#"
 CREATE OR REPLACE FUNCTION next_change_seq(owner text) RETURNS bigint LANGUAGE sql AS $$
     INSERT INTO change_sequences (user_id, last_seq, forgotten_through) VALUES (owner, 1, 0)
     ON CONFLICT (user_id) DO UPDATE SET last_seq = change_sequences.last_seq + 1
     RETURNING last_seq
 $$;
-CREATE OR REPLACE FUNCTION sequence_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION record_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    owner text;
+    changed bigint;
+    gone bigint;
 BEGIN
-    NEW.change_seq := next_change_seq(NEW.user_id);
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER tasks_sequenced BEFORE INSERT OR UPDATE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION sequence_task_change();
-CREATE OR REPLACE FUNCTION remember_task_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM users WHERE id = OLD.user_id) THEN
-        INSERT INTO task_tombstones (user_id, change_seq, task_id, deleted_at)
-        VALUES (OLD.user_id, next_change_seq(OLD.user_id), OLD.id,
-                extract(epoch FROM clock_timestamp())::bigint);
+    IF TG_OP = 'DELETE' THEN
+        owner := OLD.user_id; changed := OLD.id;
+        gone := extract(epoch FROM clock_timestamp())::bigint;
+    ELSE
+        owner := NEW.user_id; changed := NEW.id;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM users WHERE id = owner) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
+    VALUES (owner, changed, next_change_seq(owner), gone)
+    ON CONFLICT (user_id, task_id) DO UPDATE
+    SET seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER tasks_remembered_on_delete AFTER DELETE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION remember_task_deletion();
-CREATE OR REPLACE FUNCTION forget_task_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE CONSTRAINT TRIGGER tasks_changes_recorded AFTER INSERT OR UPDATE OR DELETE ON tasks
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION record_task_change();
+CREATE OR REPLACE FUNCTION forget_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE change_sequences
-    SET forgotten_through = GREATEST(forgotten_through, OLD.change_seq)
+    SET forgotten_through = GREATEST(forgotten_through, OLD.seq)
     WHERE user_id = OLD.user_id;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER task_tombstones_forgotten AFTER DELETE ON task_tombstones
-    FOR EACH ROW EXECUTE FUNCTION forget_task_deletion();
+CREATE TRIGGER task_changes_forgotten AFTER DELETE ON task_changes
+    FOR EACH ROW EXECUTE FUNCTION forget_task_change();
 
 CREATE OR REPLACE FUNCTION count_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -143,13 +147,11 @@ CREATE TRIGGER tasks_counted_on_change AFTER UPDATE OF completed, deleted_at ON 
 "#;
 
 const POSTGRES_DOWN: &str = r#"
-DROP TRIGGER tasks_sequenced ON tasks;
-DROP TRIGGER tasks_remembered_on_delete ON tasks;
+DROP TRIGGER tasks_changes_recorded ON tasks;
 DROP TRIGGER tasks_counted_on_change ON tasks;
-DROP TRIGGER task_tombstones_forgotten ON task_tombstones;
-DROP FUNCTION sequence_task_change();
-DROP FUNCTION remember_task_deletion();
-DROP FUNCTION forget_task_deletion();
+DROP TRIGGER task_changes_forgotten ON task_changes;
+DROP FUNCTION record_task_change();
+DROP FUNCTION forget_task_change();
 DROP FUNCTION next_change_seq(text);
 CREATE OR REPLACE FUNCTION count_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -177,33 +179,33 @@ CREATE TRIGGER tasks_counted_on_completion AFTER UPDATE OF completed ON tasks
     EXECUTE FUNCTION count_tasks();
 "#;
 
-/// SQLite cannot change the row an insert or update is writing, so its
-/// triggers number the row just after. The numbering update changes only
-/// `change_seq`, which the update trigger's `WHEN` skips.
+/// SQLite runs one writer at a time: its triggers number changes at once.
 const SQLITE_TRIGGERS: &str = "
-CREATE TRIGGER tasks_sequenced_on_insert AFTER INSERT ON tasks BEGIN
+CREATE TRIGGER tasks_changes_recorded_on_insert AFTER INSERT ON tasks BEGIN
     INSERT INTO change_sequences (user_id, last_seq, forgotten_through) VALUES (NEW.user_id, 1, 0)
     ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1;
-    UPDATE tasks SET change_seq = (SELECT last_seq FROM change_sequences WHERE user_id = NEW.user_id)
-    WHERE id = NEW.id;
+    INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
+    VALUES (NEW.user_id, NEW.id, (SELECT last_seq FROM change_sequences WHERE user_id = NEW.user_id), NULL)
+    ON CONFLICT (user_id, task_id) DO UPDATE SET seq = excluded.seq, deleted_at = NULL;
 END;
-CREATE TRIGGER tasks_sequenced_on_update AFTER UPDATE ON tasks
-WHEN NEW.change_seq = OLD.change_seq BEGIN
+CREATE TRIGGER tasks_changes_recorded_on_update AFTER UPDATE ON tasks BEGIN
     INSERT INTO change_sequences (user_id, last_seq, forgotten_through) VALUES (NEW.user_id, 1, 0)
     ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1;
-    UPDATE tasks SET change_seq = (SELECT last_seq FROM change_sequences WHERE user_id = NEW.user_id)
-    WHERE id = NEW.id;
+    INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
+    VALUES (NEW.user_id, NEW.id, (SELECT last_seq FROM change_sequences WHERE user_id = NEW.user_id), NULL)
+    ON CONFLICT (user_id, task_id) DO UPDATE SET seq = excluded.seq, deleted_at = NULL;
 END;
-CREATE TRIGGER tasks_remembered_on_delete AFTER DELETE ON tasks
+CREATE TRIGGER tasks_changes_recorded_on_delete AFTER DELETE ON tasks
 WHEN EXISTS (SELECT 1 FROM users WHERE id = OLD.user_id) BEGIN
     INSERT INTO change_sequences (user_id, last_seq, forgotten_through) VALUES (OLD.user_id, 1, 0)
     ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1;
-    INSERT INTO task_tombstones (user_id, change_seq, task_id, deleted_at)
-    VALUES (OLD.user_id, (SELECT last_seq FROM change_sequences WHERE user_id = OLD.user_id),
-            OLD.id, unixepoch());
+    INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
+    VALUES (OLD.user_id, OLD.id, (SELECT last_seq FROM change_sequences WHERE user_id = OLD.user_id),
+            unixepoch())
+    ON CONFLICT (user_id, task_id) DO UPDATE SET seq = excluded.seq, deleted_at = excluded.deleted_at;
 END;
-CREATE TRIGGER task_tombstones_forgotten AFTER DELETE ON task_tombstones BEGIN
-    UPDATE change_sequences SET forgotten_through = MAX(forgotten_through, OLD.change_seq)
+CREATE TRIGGER task_changes_forgotten AFTER DELETE ON task_changes BEGIN
+    UPDATE change_sequences SET forgotten_through = MAX(forgotten_through, OLD.seq)
     WHERE user_id = OLD.user_id;
 END;
 
@@ -226,10 +228,10 @@ END;
 ";
 
 const SQLITE_DOWN: &str = "
-DROP TRIGGER tasks_sequenced_on_insert;
-DROP TRIGGER tasks_sequenced_on_update;
-DROP TRIGGER tasks_remembered_on_delete;
-DROP TRIGGER task_tombstones_forgotten;
+DROP TRIGGER tasks_changes_recorded_on_insert;
+DROP TRIGGER tasks_changes_recorded_on_update;
+DROP TRIGGER tasks_changes_recorded_on_delete;
+DROP TRIGGER task_changes_forgotten;
 DROP TRIGGER tasks_counted_on_delete;
 DROP TRIGGER tasks_counted_on_change;
 CREATE TRIGGER tasks_counted_on_delete AFTER DELETE ON tasks BEGIN
@@ -275,14 +277,6 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Tasks::Table)
-                    .add_column(big_integer(Tasks::ChangeSeq).default(0))
-                    .to_owned(),
-            )
-            .await?;
         let mut sequences = Table::create()
             .table(ChangeSequences::Table)
             .col(text(ChangeSequences::UserId).primary_key())
@@ -295,46 +289,55 @@ impl MigrationTrait for Migration {
                     .on_delete(ForeignKeyAction::Cascade),
             )
             .to_owned();
-        let mut tombstones = Table::create()
-            .table(TaskTombstones::Table)
-            .col(text(TaskTombstones::UserId))
-            .col(big_integer(TaskTombstones::ChangeSeq))
-            .col(big_integer(TaskTombstones::TaskId))
+        let mut changes = Table::create()
+            .table(TaskChanges::Table)
+            .col(text(TaskChanges::UserId))
+            .col(big_integer(TaskChanges::TaskId))
+            .col(big_integer(TaskChanges::Seq))
             // Unix seconds, so that triggers on both databases write it alike.
-            .col(big_integer(TaskTombstones::DeletedAt))
+            .col(big_integer_null(TaskChanges::DeletedAt))
             .primary_key(
                 Index::create()
-                    .col(TaskTombstones::UserId)
-                    .col(TaskTombstones::ChangeSeq),
+                    .col(TaskChanges::UserId)
+                    .col(TaskChanges::TaskId),
             )
             .foreign_key(
                 ForeignKey::create()
-                    .from(TaskTombstones::Table, TaskTombstones::UserId)
+                    .from(TaskChanges::Table, TaskChanges::UserId)
                     .to(Users::Table, Users::Id)
                     .on_delete(ForeignKeyAction::Cascade),
             )
             .to_owned();
         if backend == DbBackend::Sqlite {
             sequences.extra("WITHOUT ROWID");
-            tombstones.extra("WITHOUT ROWID");
+            changes.extra("WITHOUT ROWID");
         }
         manager.create_table(sequences).await?;
-        manager.create_table(tombstones).await?;
+        manager.create_table(changes).await?;
+        execute(manager, NUMBER_EXISTING).await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(FEED_INDEX)
+                    .table(TaskChanges::Table)
+                    .col(TaskChanges::UserId)
+                    .col(TaskChanges::Seq)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        // Only tombstones, oldest forgotten first; only trashed tasks, for
+        // the trash listed most recently trashed first and for the purge.
         manager
             .create_index(
                 Index::create()
                     .name(TOMBSTONE_AGE_INDEX)
-                    .table(TaskTombstones::Table)
-                    .col(TaskTombstones::DeletedAt)
+                    .table(TaskChanges::Table)
+                    .col(TaskChanges::DeletedAt)
+                    .and_where(Expr::col(TaskChanges::DeletedAt).is_not_null())
                     .to_owned(),
             )
             .await?;
-        execute(manager, NUMBER_EXISTING).await?;
-        manager
-            .create_index(index(CHANGES_INDEX, &[Tasks::UserId, Tasks::ChangeSeq]))
-            .await?;
-        // Only trashed tasks are in these two: the trash listed most
-        // recently trashed first, and the purge of the oldest.
         let trashed = || Expr::col(Tasks::DeletedAt).is_not_null();
         manager
             .create_index(
@@ -365,29 +368,27 @@ impl MigrationTrait for Migration {
             DbBackend::Postgres => execute(manager, POSTGRES_DOWN).await?,
             _ => execute(manager, SQLITE_DOWN).await?,
         }
-        for name in [CHANGES_INDEX, TRASH_INDEX, PURGE_INDEX] {
+        for name in [TRASH_INDEX, PURGE_INDEX] {
             manager
                 .drop_index(Index::drop().name(name).table(Tasks::Table).to_owned())
                 .await?;
         }
         for table in [
-            TaskTombstones::Table.into_iden(),
+            TaskChanges::Table.into_iden(),
             ChangeSequences::Table.into_iden(),
         ] {
             manager
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
-        for column in [Tasks::DeletedAt, Tasks::ChangeSeq] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Tasks::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tasks::Table)
+                    .drop_column(Tasks::DeletedAt)
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 }

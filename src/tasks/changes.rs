@@ -1,16 +1,14 @@
 //! The change feed: every change to a user's tasks, in the order of the
 //! user's change sequence numbers (see the `trash_and_changes` migration).
-//! A task's row holds the number of its latest change and a tombstone the
-//! number of its deletion, so a page lists each task once, at its latest
-//! state.
+//! `task_changes` holds one row per task, numbered with its latest change
+//! (a tombstone once it is deleted for good), so a page lists each task
+//! once, at its latest state.
 
-use std::collections::HashSet;
-
-use entity::{change_sequence, task, task_tombstone};
+use entity::{change_sequence, task, task_change};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    FromQueryResult, JoinType, Order,
-    sea_query::{Alias, Asterisk, Expr, Query, SelectStatement, UnionType},
+    Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait, FromQueryResult,
+    JoinType, Order,
+    sea_query::{Asterisk, Expr, Query},
 };
 
 use super::query::{TAG_NAMES, TaskRow, TaskWithTags, tag_names_of_row};
@@ -33,10 +31,6 @@ pub struct ChangePage {
     pub has_more: bool,
 }
 
-const CHANGES: &str = "changes";
-const SEQ: &str = "seq";
-const TASK_ID: &str = "task_id";
-
 /// The owner's changes numbered after `since` (all of them: a full sync,
 /// when `None`), at most `limit`. A cursor the feed can no longer honour
 /// (a deletion after it was forgotten) or never gave out (past the last
@@ -50,76 +44,28 @@ pub async fn changes(
 ) -> Result<ChangePage, ApiError> {
     let user_id = owner.id();
     let after = since.unwrap_or(0);
-    // Each side stops at a page from its own index on (user, number), so a
-    // page costs its size whatever the user's: the union is then at most
-    // two pages to merge.
-    let first_page = |mut numbered: SelectStatement, name: &str| {
-        Query::select()
-            .column(Asterisk)
-            .from_subquery(
-                numbered
-                    .order_by(Alias::new(SEQ), Order::Asc)
-                    .limit(limit + 1)
-                    .to_owned(),
-                Alias::new(name),
-            )
-            .to_owned()
-    };
-    let mut live = first_page(
-        Query::select()
-            .expr_as(Expr::col(task::Column::ChangeSeq), Alias::new(SEQ))
-            .expr_as(Expr::col(task::Column::Id), Alias::new(TASK_ID))
-            .from(task::Entity)
-            .and_where(task::Column::UserId.eq(user_id))
-            .and_where(task::Column::ChangeSeq.gt(after))
-            .to_owned(),
-        "live",
-    );
-    let deleted = first_page(
-        Query::select()
-            .expr_as(
-                Expr::col(task_tombstone::Column::ChangeSeq),
-                Alias::new(SEQ),
-            )
-            .expr_as(
-                Expr::col(task_tombstone::Column::TaskId),
-                Alias::new(TASK_ID),
-            )
-            .from(task_tombstone::Entity)
-            .and_where(task_tombstone::Column::UserId.eq(user_id))
-            .and_where(task_tombstone::Column::ChangeSeq.gt(after))
-            .to_owned(),
-        "deleted",
-    );
-    // One statement, so one snapshot: a change committed between reading
-    // the tasks and the tombstones cannot be skipped over.
-    let changed = Alias::new(CHANGES);
+    use task_change::Column as C;
+    // One statement, so one snapshot: the changes and the tasks they name
+    // as they stood together.
     let page = Query::select()
-        .column((changed.clone(), Alias::new(SEQ)))
-        .column((changed.clone(), Alias::new(TASK_ID)))
+        .column((task_change::Entity, C::Seq))
+        .column((task_change::Entity, C::TaskId))
         .column((task::Entity, Asterisk))
-        .expr_as(
-            tag_names_of_row(db.get_database_backend()),
-            Alias::new(TAG_NAMES),
-        )
-        .from_subquery(
-            live.union(UnionType::All, deleted).to_owned(),
-            changed.clone(),
-        )
+        .expr_as(tag_names_of_row(db.get_database_backend()), TAG_NAMES)
+        .from(task_change::Entity)
         .join(
             JoinType::LeftJoin,
             task::Entity,
             Condition::all()
                 .add(
                     Expr::col((task::Entity, task::Column::Id))
-                        .equals((changed.clone(), Alias::new(TASK_ID))),
+                        .equals((task_change::Entity, C::TaskId)),
                 )
-                .add(
-                    Expr::col((task::Entity, task::Column::ChangeSeq))
-                        .equals((changed.clone(), Alias::new(SEQ))),
-                ),
+                .add(Expr::col((task_change::Entity, C::DeletedAt)).is_null()),
         )
-        .order_by((changed, Alias::new(SEQ)), Order::Asc)
+        .and_where(Expr::col((task_change::Entity, C::UserId)).eq(user_id))
+        .and_where(Expr::col((task_change::Entity, C::Seq)).gt(after))
+        .order_by((task_change::Entity, C::Seq), Order::Asc)
         .limit(limit + 1)
         .to_owned();
     let rows = db.query_all(&page).await?;
@@ -130,8 +76,8 @@ pub async fn changes(
             None => None,
         };
         changes.push(Change {
-            seq: row.try_get("", SEQ)?,
-            task_id: row.try_get("", TASK_ID)?,
+            seq: row.try_get("", "seq")?,
+            task_id: row.try_get("", "task_id")?,
             task,
         });
     }
@@ -139,12 +85,6 @@ pub async fn changes(
     let has_more = changes.len() > page_size;
     changes.truncate(page_size);
     let through = changes.last().map_or(after, |change| change.seq);
-    // On SQLite a new task can take the id of the last one deleted for
-    // good; its upsert replaces the earlier deletion.
-    let mut seen = HashSet::new();
-    changes.reverse();
-    changes.retain(|change| seen.insert(change.task_id));
-    changes.reverse();
 
     // Read after the page: a deletion forgotten before the page was read
     // shows here.

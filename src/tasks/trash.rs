@@ -4,7 +4,7 @@
 //! remembers each deletion for the change feed.
 
 use chrono::{DateTime, Utc};
-use entity::{task, task_tombstone};
+use entity::{task, task_change};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, ExprTrait, Order,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
@@ -150,17 +150,18 @@ pub async fn forget_deletions(
     cutoff: i64,
     limit: u64,
 ) -> Result<u64, DbErr> {
-    use task_tombstone::Column as C;
-    let expired = task_tombstone::Entity::find()
+    use task_change::Column as C;
+    let expired = task_change::Entity::find()
         .select_only()
         .column(C::UserId)
-        .column(C::ChangeSeq)
+        .column(C::TaskId)
         .filter(C::DeletedAt.lt(cutoff))
         .order_by(C::DeletedAt, Order::Asc)
         .limit(limit)
         .into_query();
-    let deleted = task_tombstone::Entity::delete_many()
-        .filter(Expr::tuple([Expr::col(C::UserId), Expr::col(C::ChangeSeq)]).in_subquery(expired))
+    let deleted = task_change::Entity::delete_many()
+        .filter(Expr::tuple([Expr::col(C::UserId), Expr::col(C::TaskId)]).in_subquery(expired))
+        .filter(C::DeletedAt.lt(cutoff))
         .exec(db)
         .await?;
     Ok(deleted.rows_affected)

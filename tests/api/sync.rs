@@ -308,8 +308,9 @@ async fn a_cursor_from_before_a_forgotten_deletion_is_gone(backend: Backend) {
 }
 
 async fn remembered_deletions(app: &TestApp) -> u64 {
-    use sea_orm::{EntityTrait, PaginatorTrait};
-    entity::task_tombstone::Entity::find()
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    entity::task_change::Entity::find()
+        .filter(entity::task_change::Column::DeletedAt.is_not_null())
         .count(&app.db)
         .await
         .unwrap()

@@ -354,14 +354,14 @@ async fn deleting_a_user_row_removes_their_tasks_trash_and_feed(backend: Backend
     let tasks = entity::task::Entity::find()
         .filter(entity::task::Column::UserId.eq("alice"))
         .count(&app.db);
-    let tombstones = entity::task_tombstone::Entity::find()
-        .filter(entity::task_tombstone::Column::UserId.eq("alice"))
+    let changes = entity::task_change::Entity::find()
+        .filter(entity::task_change::Column::UserId.eq("alice"))
         .count(&app.db);
     let sequences = entity::change_sequence::Entity::find()
         .filter(entity::change_sequence::Column::UserId.eq("alice"))
         .count(&app.db);
-    let left = futures::try_join!(tasks, tombstones, sequences).unwrap();
-    assert_eq!(left, (0, 0, 0), "alice's tasks, tombstones and sequence");
+    let left = futures::try_join!(tasks, changes, sequences).unwrap();
+    assert_eq!(left, (0, 0, 0), "alice's tasks, changes and sequence");
     // Bob's feed still tells of his deletion.
     let feed = bob.get("/changes").await.assert_success();
     assert_eq!(feed["changes"][0]["op"], "delete");
