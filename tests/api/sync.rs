@@ -460,3 +460,50 @@ async fn existing_tasks_are_numbered_by_the_migration(backend: Backend) {
     assert_eq!(op_of(&page["changes"][0]), ("upsert", ids[1]));
     assert_eq!(page["changes"][0]["seq"], replica.last_seq + 1);
 }
+
+/// A write that is still open while another of the same user commits and a
+/// client syncs past it: its change must still reach the client. (Had the
+/// open write taken a number before the committed one, a cursor past the
+/// committed one would skip it for good.)
+#[apply(both_backends)]
+#[tokio::test]
+async fn a_change_committed_after_a_later_one_was_read_is_not_skipped(backend: Backend) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let ids = alice.create_titled(&["held", "committed"]).await;
+    let mut replica = Replica::full(&alice, 100).await;
+
+    // A write of Alice's still in its transaction (a slow request, another
+    // instance): it has changed the task and not committed.
+    let held = app.db.begin().await.unwrap();
+    held.execute_unprepared(&format!(
+        "UPDATE tasks SET title = 'changed while held', title_search = 'changed while held', \
+         version = version + 1 WHERE id = {}",
+        ids[0]
+    ))
+    .await
+    .unwrap();
+    let path = format!("/tasks/{}", ids[1]);
+    let committed = alice.patch(&path, json!({"title": "committed"}));
+    if backend == Backend::Postgres {
+        // Another user's row locks aside, nothing holds this write up.
+        committed.await.assert_success();
+        replica.sync(&alice, 100).await;
+        assert_eq!(replica.tasks[&ids[1]]["title"], "committed");
+        held.commit().await.unwrap();
+    } else {
+        // One writer at a time: the write waits for the held one.
+        let other = async {
+            app.until_a_write_waits().await;
+            replica.sync(&alice, 100).await;
+            held.commit().await.unwrap();
+        };
+        let (reply, ()) = tokio::join!(committed, other);
+        reply.assert_success();
+    }
+    replica.sync(&alice, 100).await;
+    assert_eq!(replica.tasks[&ids[0]]["title"], "changed while held");
+    assert_eq!(replica.tasks[&ids[1]]["title"], "committed");
+    assert_eq!(replica.tasks, Replica::full(&alice, 100).await.tasks);
+}
