@@ -55,6 +55,8 @@ fn bad_configuration_stops_with_a_message_naming_the_variable() {
         ("JWT_LEEWAY_SECS", "-5"),
         ("JWKS_REFRESH_INTERVAL", "soon"),
         ("JWKS_UNKNOWN_KID_COOLDOWN", "30 parsecs"),
+        ("TRASH_RETENTION", "0s"),
+        ("CHANGES_RETENTION", "forever"),
     ];
     for (variable, value) in cases {
         let output = todo_api(&["openapi"], &[(variable, value)]);
@@ -176,6 +178,24 @@ async fn an_app_with_no_way_to_verify_tokens_is_refused() {
     let message = err.to_string();
     assert!(
         message.contains("BETTER_AUTH_URL") && message.contains("BETTER_AUTH_SECRET"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_feed_that_forgets_deletions_before_the_trash_purges_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+    let mut config = todo_api::config::Config::new(database);
+    config.better_auth_secret = Some("a-secret-of-at-least-32-bytes-long!".into());
+    config.trash_retention = std::time::Duration::from_secs(7 * 24 * 3600);
+    config.changes_retention = std::time::Duration::from_secs(24 * 3600);
+    let Err(err) = todo_api::app::build_app(&config).await else {
+        panic!("a purge could go unreported to clients syncing within CHANGES_RETENTION");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("CHANGES_RETENTION (1day) must be at least TRASH_RETENTION (7days)"),
         "{message}"
     );
 }
