@@ -107,14 +107,34 @@ pub async fn delete_trashed(
     Ok(())
 }
 
-/// Deletes every trashed task of the owner for good.
+/// Trashed tasks deleted per statement when a trash is emptied: each is a
+/// trigger's work (a tombstone, a change number), and one statement for a
+/// huge trash could outlast `DATABASE_STATEMENT_TIMEOUT`.
+const EMPTY_BATCH: u64 = 1000;
+
+/// Deletes every trashed task of the owner for good, in batches that each
+/// commit: a failure part way leaves a smaller trash, never a broken one.
 #[tracing::instrument(skip_all, fields(user_id = owner.id()))]
 pub async fn empty_trash(db: &DatabaseConnection, owner: &Owner) -> Result<u64, ApiError> {
-    let deleted = task::Entity::delete_many()
-        .filter(whole_trash(owner.id()))
-        .exec(db)
-        .await?;
-    Ok(deleted.rows_affected)
+    let mut deleted = 0;
+    loop {
+        let batch = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .filter(whole_trash(owner.id()))
+            .limit(EMPTY_BATCH)
+            .into_query();
+        let emptied = task::Entity::delete_many()
+            .filter(task::Column::Id.in_subquery(batch))
+            .filter(whole_trash(owner.id()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        deleted += emptied;
+        if emptied < EMPTY_BATCH {
+            return Ok(deleted);
+        }
+    }
 }
 
 /// Deletes for good up to `limit` tasks trashed before `cutoff`, oldest

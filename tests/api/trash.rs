@@ -367,3 +367,66 @@ async fn deleting_a_user_row_removes_their_tasks_trash_and_feed(backend: Backend
     assert_eq!(feed["changes"][0]["op"], "delete");
     assert_eq!(feed["changes"][0]["task_id"], bobs[0]);
 }
+
+/// Every change after `since` (all, without it), paged through to the end,
+/// and the cursor at the end.
+async fn changes_to_the_end(user: &User<'_>, since: Option<String>) -> (Vec<Value>, String) {
+    let mut changes = Vec::new();
+    let mut since = since;
+    loop {
+        let query = since
+            .as_ref()
+            .map_or(String::new(), |cursor| format!("&since={cursor}"));
+        let page = user
+            .get(&format!("/changes?limit=1000{query}"))
+            .await
+            .assert_success();
+        changes.extend(page["changes"].as_array().unwrap().iter().cloned());
+        let cursor = page["cursor"].as_str().unwrap().to_owned();
+        if page["has_more"] == false {
+            return (changes, cursor);
+        }
+        since = Some(cursor);
+    }
+}
+
+/// A trash larger than one delete batch empties completely, and the feed
+/// reports each task gone.
+#[apply(both_backends)]
+#[tokio::test]
+async fn a_large_trash_empties_completely(backend: Backend) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let live = id_of(&alice.create(json!({"title": "Live"})).await);
+    app.insert_filler_tasks("alice", 2_500, "binned").await;
+    entity::task::Entity::update_many()
+        .col_expr(
+            entity::task::Column::DeletedAt,
+            Expr::val(chrono::Utc::now()),
+        )
+        .filter(entity::task::Column::Id.ne(live))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(trash_page(&alice, "").await["total"], 2_500);
+    let (_, cursor) = changes_to_the_end(&alice, None).await;
+
+    assert_eq!(alice.delete("/trash").await.status, StatusCode::NO_CONTENT);
+    let left = entity::task::Entity::find()
+        .filter(entity::task::Column::UserId.eq("alice"))
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "only the live task is left");
+    assert_eq!(
+        alice.get(&format!("/tasks/{live}")).await.assert_success()["title"],
+        "Live"
+    );
+    let (gone, _) = changes_to_the_end(&alice, Some(cursor)).await;
+    assert_eq!(gone.len(), 2_500);
+    assert!(
+        gone.iter()
+            .all(|change| change["op"] == "delete" && change["task_id"] != live)
+    );
+}
