@@ -73,7 +73,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         require_if_match: config.require_if_match,
         idempotency: Arc::new(Idempotency::new(config.idempotency_ttl)),
     };
-    // Tags no task carries any more (a PATCH that replaced them, a DELETE):
+    // Tags no task carries any more (a PATCH that replaced them, a task deleted for good):
     // swept here rather than in the write's own transaction, where deleting
     // a tag would race concurrent writes linking it.
     tokio::spawn(sweep_forever(
