@@ -271,3 +271,30 @@ async fn migrate_subcommands_roll_back_report_and_reapply(backend: Backend) {
     stdout(&todo_api(&["migrate", "fresh"], &env));
     assert_eq!(table_count().await, 1);
 }
+
+/// Every setting is in the README's table and in `.env.example`, so a new
+/// one cannot ship undocumented.
+#[test]
+fn every_setting_is_documented_in_the_readme_and_the_example_env() {
+    use clap::Args;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join(".env.example")).unwrap();
+    let settings = todo_api::config::Config::augment_args(clap::Command::new("todo-api"));
+    let mut missing = Vec::new();
+    for argument in settings.get_arguments() {
+        let Some(variable) = argument.get_env().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let in_table = readme
+            .lines()
+            .any(|line| line.starts_with("| `") && line.contains(&format!("`{variable}`")));
+        if !in_table {
+            missing.push(format!("{variable} in README.md's settings table"));
+        }
+        if !example.contains(&format!("{variable}=")) {
+            missing.push(format!("{variable} in .env.example"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented settings: {missing:#?}");
+}
