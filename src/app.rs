@@ -24,6 +24,7 @@ use crate::{
     config::{Config, MAX_BODY_BYTES},
     db,
     error::{ApiError, IDEMPOTENT_REPLAYED},
+    events::{self, ChangeHub},
     idempotency::{self, Idempotency},
     server,
     state::AppState,
@@ -65,6 +66,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
             humantime::format_duration(config.trash_retention)
         );
     }
+    let db_is_sqlite = db.writer.get_database_backend() == sea_orm::DbBackend::Sqlite;
     let state = AppState {
         db,
         verifier: Arc::new(verifier),
@@ -72,7 +74,21 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         write_health: Arc::default(),
         require_if_match: config.require_if_match,
         idempotency: Arc::new(Idempotency::new(config.idempotency_ttl)),
+        changes: Arc::new(ChangeHub::new(
+            config.max_streams_per_user as usize,
+            db_is_sqlite,
+        )),
     };
+    // Other instances' changes (and this one's) arrive as notifications on
+    // PostgreSQL; on SQLite this process makes every change and wakes the
+    // streams itself (`record_write_outcome`, the purge).
+    if !db_is_sqlite {
+        let url = config
+            .database_listen_url
+            .clone()
+            .unwrap_or_else(|| config.database_url.clone());
+        tokio::spawn(events::listen_forever(url, state.changes.clone()));
+    }
     // Tags no task carries any more (a PATCH that replaced them, a task deleted for good):
     // swept here rather than in the write's own transaction, where deleting
     // a tag would race concurrent writes linking it.
@@ -94,13 +110,21 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     // feed remembers longer than CHANGES_RETENTION, as often as they expire
     // (at most every 10 minutes).
     let trash_retention = config.trash_retention;
+    let purged = state.changes.clone();
     tokio::spawn(sweep_forever(
         "expired trash",
         trash_retention.min(SWEEP_INTERVAL),
         state.db.writer.clone(),
-        move |db, batch| async move {
-            let cutoff = chrono::Utc::now() - trash_retention;
-            crate::tasks::purge_trash(&db, cutoff, batch).await
+        move |db, batch| {
+            let purged = purged.clone();
+            async move {
+                let cutoff = chrono::Utc::now() - trash_retention;
+                let deleted = crate::tasks::purge_trash(&db, cutoff, batch).await?;
+                if deleted > 0 {
+                    purged.written_by_many();
+                }
+                Ok(deleted)
+            }
         },
     ));
     let changes_retention = config.changes_retention;
@@ -155,6 +179,9 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
 /// The request header that makes a create or a toggle safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The request header an event stream resumes after.
+const LAST_EVENT_ID: &str = "last-event-id";
+
 /// What the browser frontend may send and read: besides the token and JSON,
 /// the headers of concurrent edits and retries.
 fn cors(origins: &[String]) -> Cors {
@@ -174,6 +201,8 @@ fn cors(origins: &[String]) -> Cors {
         ])
         .allow_header(telemetry::REQUEST_ID)
         .allow_header(IDEMPOTENCY_KEY)
+        // A fetch-based EventSource resuming an event stream.
+        .allow_header(LAST_EVENT_ID)
         .expose_headers([
             header::LOCATION,
             header::WWW_AUTHENTICATE,
@@ -232,23 +261,25 @@ async fn sweep_forever<F, Fut>(
 
 /// Tells [`db::WriteHealth`] whether the last write request committed, so
 /// that `/health` fails while writes cannot commit (disk full, read-only)
-/// and recovers when they can.
+/// and recovers when they can; and the user's event streams that their
+/// tasks may have changed (see [`events::ChangeHub::written`]).
 async fn record_write_outcome<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let health = req
-        .data::<AppState>()
-        .map(|state| state.write_health.clone())
-        .filter(|_| is_write);
+    let state = req.data::<AppState>().cloned().filter(|_| is_write);
+    let writer = api_user(req.uri().path());
     let result = next.call(req).await.map(IntoResponse::into_response);
-    if let Some(health) = health {
+    if let Some(state) = state {
         let status = match &result {
             Ok(response) => response.status(),
             Err(err) => err.status(),
         };
         if status.is_success() {
-            health.record(true);
+            state.write_health.record(true);
+            if let Some(user_id) = writer {
+                state.changes.written(&user_id);
+            }
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            health.record(false);
+            state.write_health.record(false);
         }
     }
     result
@@ -441,4 +472,13 @@ async fn limit_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
     tokio::time::timeout_at(deadline.at.into(), next.call(req))
         .await
         .map_err(|_| ApiError::DeadlineExceeded(deadline.timeout))?
+}
+
+/// The user of an `/api/{user_id}/...` path, decoded.
+fn api_user(path: &str) -> Option<String> {
+    let segment = path.strip_prefix("/api/")?.split('/').next()?;
+    let user_id = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    Some(user_id.into_owned()).filter(|user_id| !user_id.is_empty())
 }

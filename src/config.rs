@@ -135,6 +135,19 @@ pub struct Config {
     #[arg(long, env = "CHANGES_RETENTION", default_value = "30d", value_parser = parse_ttl)]
     pub changes_retention: Duration,
 
+    /// Most event streams (`GET /api/{user_id}/events`) one user may have
+    /// open on this instance at once; one more is 429.
+    #[arg(long, env = "MAX_STREAMS_PER_USER", default_value = "10",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_streams_per_user: u32,
+
+    /// Where this instance listens for other instances' changes on
+    /// PostgreSQL (`LISTEN` needs a session: a direct URL, not a
+    /// transaction-mode pooler such as Neon's `-pooler` host). Default:
+    /// `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_LISTEN_URL", value_parser = parse_database_url)]
+    pub database_listen_url: Option<String>,
+
     /// Apply pending migrations at startup.
     #[arg(long, env = "RUN_MIGRATIONS", default_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
@@ -180,6 +193,8 @@ impl Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             trash_retention: Duration::from_secs(30 * 24 * 3600),
             changes_retention: Duration::from_secs(30 * 24 * 3600),
+            max_streams_per_user: 10,
+            database_listen_url: None,
             run_migrations: true,
             log_format: LogFormat::Pretty,
         }

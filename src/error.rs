@@ -126,6 +126,12 @@ pub enum ApiError {
          sync again from the start (without `since`)"
     )]
     CursorExpired,
+    /// The user has `MAX_STREAMS_PER_USER` event streams open already.
+    #[error(
+        "too many event streams open for this user on this server; close one (another tab?) \
+         or retry later"
+    )]
+    TooManyStreams,
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     /// No key set has been fetched from the auth server yet, so no token can be checked.
@@ -162,6 +168,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             Self::CursorExpired => StatusCode::GONE,
+            Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Self::Replayed { status, .. } => *status,
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 /// The single error type and the problem document it is answered with.
 pub mod error;
+pub mod events;
 /// `Idempotency-Key`: writes that run once however often they are retried.
 pub mod idempotency;
 /// The HTTP/1.1 server loop with its timeouts and connection limits.

@@ -111,7 +111,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let secret = config
                 .secret_bytes()
                 .context("set BETTER_AUTH_SECRET (env or .env) to the secret the server uses")?;
-            let claims = Claims { sub, email, name };
+            let claims = Claims {
+                exp: None,
+                sub,
+                email,
+                name,
+            };
             let issuer = config.jwt_issuer.as_deref();
             let audience = config.jwt_audience.first().map(String::as_str);
             println!("{}", mint_token_for(secret, &claims, ttl, issuer, audience));
@@ -200,6 +205,7 @@ fn random_secret() -> String {
 
 fn print_demo_login(secret: &[u8], address: std::net::SocketAddr) {
     let claims = Claims {
+        exp: None,
         sub: "demo-user".into(),
         email: Some("demo@example.com".into()),
         name: Some("Demo User".into()),

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::{auth::TokenVerifier, db, idempotency::Idempotency, users::KnownUsers};
+use crate::{
+    auth::TokenVerifier, db, events::ChangeHub, idempotency::Idempotency, users::KnownUsers,
+};
 
 /// The app's shared state: database pools, the token verifier, the users
 /// already provisioned, and whether writes are known to be failing.
@@ -19,4 +21,7 @@ pub struct AppState {
     /// The `Idempotency-Key`s being worked on, and how long responses are
     /// remembered.
     pub idempotency: Arc<Idempotency>,
+    /// The event streams open on this instance, woken when their user's
+    /// tasks change.
+    pub changes: Arc<ChangeHub>,
 }

@@ -17,7 +17,9 @@
 //! lock is held only while committing and a user's concurrent writes
 //! overlap in everything else; SQLite has one writer at a time anyway.
 //! Triggers number whatever statement (or tool) writes, without a round trip
-//! of its own. Existing tasks are numbered in id order.
+//! of its own, and on PostgreSQL `NOTIFY` channel `task_changes` with the
+//! user id, for the event streams of every instance. Existing tasks are
+//! numbered in id order.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::{
@@ -99,6 +101,9 @@ BEGIN
     VALUES (owner, changed, next_change_seq(owner), gone)
     ON CONFLICT (user_id, task_id) DO UPDATE
     SET seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at;
+    -- Every instance's event streams of the user look again once this
+    -- commits (a transaction's identical notifications are sent once).
+    PERFORM pg_notify('task_changes', owner);
     RETURN NULL;
 END
 $$;

@@ -6,6 +6,7 @@ mod body;
 mod changes;
 mod conditions;
 pub mod document;
+mod events;
 mod health;
 mod idempotency;
 pub mod problems;
@@ -40,6 +41,7 @@ pub type ApiService = OpenApiService<
         tasks::TasksApi,
         trash::TrashApi,
         changes::ChangesApi,
+        events::EventsApi,
         tags::TagsApi,
         account::AccountApi,
         health::HealthApi,
@@ -55,6 +57,7 @@ pub fn service() -> ApiService {
             tasks::TasksApi,
             trash::TrashApi,
             changes::ChangesApi,
+            events::EventsApi,
             tags::TagsApi,
             account::AccountApi,
             health::HealthApi,

@@ -40,6 +40,7 @@ pub enum ErrorStatus {
     PayloadTooLarge = 413,
     Unprocessable = 422,
     PreconditionRequired = 428,
+    TooManyRequests = 429,
     Unavailable = 503,
 }
 
@@ -111,6 +112,18 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     (
         "listChanges",
         &[Unauthorized, Forbidden, Gone, Unprocessable, Unavailable],
+    ),
+    // 429: MAX_STREAMS_PER_USER streams are open already.
+    (
+        "streamChanges",
+        &[
+            Unauthorized,
+            Forbidden,
+            Gone,
+            Unprocessable,
+            TooManyRequests,
+            Unavailable,
+        ],
     ),
     ("listTags", &[Unauthorized, Forbidden, Unavailable]),
     // 404: the user row can be gone by the time it is read (deleted
@@ -186,7 +199,7 @@ pub fn is_declared(operation: &str, status: StatusCode) -> bool {
 }
 
 impl ErrorStatus {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         BadRequest,
         Unauthorized,
         Forbidden,
@@ -198,6 +211,7 @@ impl ErrorStatus {
         PayloadTooLarge,
         Unprocessable,
         PreconditionRequired,
+        TooManyRequests,
         Unavailable,
     ];
 
@@ -228,6 +242,7 @@ impl ErrorStatus {
             PreconditionFailed => ApiError::PreconditionFailed { current_version: 8 },
             Unprocessable => ApiError::Validation(vec![FieldError::example()]),
             PreconditionRequired => ApiError::PreconditionRequired,
+            TooManyRequests => ApiError::TooManyStreams,
             Unavailable => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
         }
     }
@@ -266,6 +281,9 @@ impl ErrorStatus {
             }
             PreconditionRequired => {
                 "This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read."
+            }
+            TooManyRequests => {
+                "You have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one."
             }
             Unavailable => {
                 "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later."

@@ -29,6 +29,10 @@ pub struct Claims {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// When the token expires (Unix seconds), as verified; never written by
+    /// `mint_token`, which sets its own.
+    #[serde(default, skip_serializing)]
+    pub exp: Option<u64>,
 }
 
 /// Checks signatures and claims of incoming tokens: HS256 with the shared

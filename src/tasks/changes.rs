@@ -103,3 +103,12 @@ pub async fn changes(
         has_more,
     })
 }
+
+/// The number of the owner's latest change (0 before the first): a stream
+/// that starts now follows on from it.
+pub async fn last_change(db: &DatabaseConnection, owner: &Owner) -> Result<i64, ApiError> {
+    let sequence = change_sequence::Entity::find_by_id(owner.id().to_owned())
+        .one(db)
+        .await?;
+    Ok(sequence.map_or(0, |sequence| sequence.last_seq))
+}

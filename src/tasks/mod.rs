@@ -10,7 +10,7 @@ mod params;
 mod query;
 mod trash;
 
-pub use changes::{Change, ChangePage, changes};
+pub use changes::{Change, ChangePage, changes, last_change};
 pub use entity::{Priority, task::search_key};
 pub(crate) use fields::inline_type;
 pub use fields::{

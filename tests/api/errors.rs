@@ -526,6 +526,7 @@ async fn cors_lets_the_frontend_origin_call_the_api(backend: Backend) {
         "if-match",
         "if-none-match",
         "idempotency-key",
+        "last-event-id",
     ] {
         assert!(
             headers.contains(&needed.to_owned()),

@@ -240,6 +240,7 @@ impl TestApp {
     /// A signed-in user with a valid token for `id`.
     pub fn user(&self, id: &str) -> User<'_> {
         let claims = Claims {
+            exp: None,
             sub: id.into(),
             email: Some(format!("{id}@example.com")),
             name: Some(format!("User {id}")),
@@ -558,6 +559,7 @@ pub async fn hold_tasks_lock(
 /// A valid HS256 token for `sub`, valid for an hour.
 pub fn token_for(sub: &str) -> String {
     let claims = Claims {
+        exp: None,
         sub: sub.into(),
         email: None,
         name: None,

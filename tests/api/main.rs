@@ -16,6 +16,7 @@ mod concurrency;
 mod conditional;
 mod durability;
 mod errors;
+mod events;
 mod idempotency;
 mod isolation;
 mod jwks;

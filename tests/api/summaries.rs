@@ -313,6 +313,7 @@ async fn a_later_token_with_a_different_email_and_name_updates_the_stored_profil
     let reply = me_with(
         &app,
         &Claims {
+            exp: None,
             sub: "alice".into(),
             email: Some("alice@new.example".into()),
             name: Some("Alice Liddell".into()),
@@ -353,6 +354,7 @@ async fn a_later_token_without_email_or_name_keeps_the_stored_ones(backend: Back
     assert_eq!(first.status, StatusCode::OK);
 
     let bare = Claims {
+        exp: None,
         sub: "alice".into(),
         email: None,
         name: None,
@@ -369,6 +371,7 @@ async fn a_later_token_without_email_or_name_keeps_the_stored_ones(backend: Back
     let renamed = me_with(
         &app,
         &Claims {
+            exp: None,
             sub: "alice".into(),
             email: None,
             name: Some("Al".into()),
@@ -382,6 +385,7 @@ async fn a_later_token_without_email_or_name_keeps_the_stored_ones(backend: Back
     let carol = me_with(
         &app,
         &Claims {
+            exp: None,
             sub: "carol".into(),
             email: None,
             name: None,
@@ -412,6 +416,7 @@ async fn repeated_requests_with_the_same_token_do_not_write_the_user_row(backend
     let again = me_with(
         &app,
         &Claims {
+            exp: None,
             sub: "alice".into(),
             email: Some("alice@example.com".into()),
             name: Some("User alice".into()),

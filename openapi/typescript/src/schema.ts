@@ -204,6 +204,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/{user_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream changes as they happen
+         * @description Server-Sent Events: every change to your tasks, made through any
+         *     instance, as a `change` event carrying the same `Change` as
+         *     `listChanges`, with the cursor after it as the event's `id`. With
+         *     `Last-Event-ID` (or `since`) the stream first replays what changed
+         *     after it, then goes live: no gap, no duplicate. Without either it
+         *     starts with what changes from now on. A cursor too old answers `410`
+         *     before the stream starts; more than `MAX_STREAMS_PER_USER` open
+         *     streams answers `429`.
+         */
+        get: operations["streamChanges"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/{user_id}/tags": {
         parameters: {
             query?: never;
@@ -3005,6 +3032,169 @@ export interface operations {
                      *           "message": "must not be blank"
                      *         }
                      *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
+            503: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "the database is unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamChanges: {
+        parameters: {
+            query?: {
+                /** @description A `cursor` (of `listChanges`) or event `id` to resume after. */
+                since?: string;
+            };
+            header?: {
+                /**
+                 * @description The `id` of the last event received, as browsers send it when
+                 *     they reconnect; wins over `since`.
+                 */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                /** @description Your user id (the token's `sub`). */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description A stream of `change` events, one per change, each with `id:` the
+             *     cursor after it and `data:` the `Change`; a comment line at least
+             *     every 15 s. It ends when the token expires: reconnect with a fresh
+             *     token and `Last-Event-ID`.
+             */
+            200: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["Change"][];
+                };
+            };
+            /** @description Missing, malformed, expired or wrongly signed bearer token. */
+            401: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description A `Bearer` challenge saying why the token was rejected. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "token has expired"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `user_id` in the path is not the token's subject. */
+            403: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token may not access another user's resources"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The cursor (`since`) is older than what the server still remembers (deletions are kept for `CHANGES_RETENTION`), or was not given out by this server: sync again from the start, without `since`. */
+            410: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "/problems/cursor-expired",
+                     *       "title": "Gone",
+                     *       "status": 410,
+                     *       "detail": "this cursor is older than the changes this server still remembers; sync again from the start (without `since`)"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid input; `errors` lists each bad field. Or the `Idempotency-Key` was used for another request (`type` `/problems/idempotency-key-reused`). */
+            422: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unprocessable Entity",
+                     *       "status": 422,
+                     *       "detail": "the request has invalid fields",
+                     *       "errors": [
+                     *         {
+                     *           "field": "title",
+                     *           "message": "must not be blank"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description You have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many event streams open for this user on this server; close one (another tab?) or retry later"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

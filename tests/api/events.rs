@@ -1,0 +1,402 @@
+//! Live updates (contract: "Live updates (Server-Sent Events)"): a stream of
+//! `change` events per user, resumable with `Last-Event-ID`, fanned out to
+//! every instance by PostgreSQL `LISTEN`/`NOTIFY`.
+
+use std::{pin::Pin, time::Duration};
+
+use futures::{Stream, StreamExt};
+use poem::http::{Method, StatusCode};
+use rstest_reuse::apply;
+use serde_json::{Value, json};
+use todo_api::tasks::ChangeCursor;
+
+use crate::helpers::{Backend, SECRET, User, both_backends, id_of, send};
+use crate::process::ServerProcess;
+use crate::spawn_or_skip;
+
+/// One event of a stream.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, String>> + Send>>;
+
+/// Reads `text/event-stream` events off a response body as they arrive.
+struct EventReader {
+    chunks: Chunks,
+    buffer: String,
+    comments: usize,
+}
+
+/// Longest wait for an event that must come.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+impl EventReader {
+    fn new(chunks: Chunks) -> Self {
+        Self {
+            chunks,
+            buffer: String::new(),
+            comments: 0,
+        }
+    }
+
+    /// The next event within `wait`; `None` if the stream ended or nothing
+    /// came in time.
+    async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("id: ") {
+                        id = value.to_owned();
+                    } else if let Some(value) = line.strip_prefix("event: ") {
+                        event = value.to_owned();
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                if data.is_empty() {
+                    self.comments += 1;
+                    continue;
+                }
+                let data = serde_json::from_str(&data).expect("event data is JSON");
+                return Some(SseEvent { id, event, data });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.chunks.next())
+                .await
+                .ok()??;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.expect("stream chunk")).unwrap());
+        }
+    }
+
+    async fn next(&mut self) -> SseEvent {
+        self.next_within(PATIENCE)
+            .await
+            .expect("an event within 10 s")
+    }
+
+    /// Asserts that no event arrives for a while.
+    async fn assert_quiet(&mut self, wait: Duration) {
+        if let Some(event) = self.next_within(wait).await {
+            panic!("unexpected event: {event:?}");
+        }
+    }
+}
+
+/// Opens the user's stream in-process; the response's status and reader.
+async fn open(
+    user: &User<'_>,
+    headers: &[(&str, &str)],
+    query: &str,
+) -> (StatusCode, Value, Option<EventReader>) {
+    let mut request = user.request(Method::GET, &format!("/events{query}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.0;
+    let status = response.status();
+    if status != StatusCode::OK {
+        let body = response.into_body().into_bytes().await.unwrap();
+        return (
+            status,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+            None,
+        );
+    }
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let chunks = response
+        .into_body()
+        .into_bytes_stream()
+        .map(|chunk| chunk.map_err(|err| err.to_string()))
+        .boxed();
+    (status, Value::Null, Some(EventReader::new(chunks)))
+}
+
+async fn stream_of(user: &User<'_>) -> EventReader {
+    let (status, body, reader) = open(user, &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    reader.unwrap()
+}
+
+fn op_of(event: &SseEvent) -> (&str, i64) {
+    assert_eq!(event.event, "change");
+    assert_eq!(
+        event.id,
+        ChangeCursor(event.data["seq"].as_i64().unwrap()).to_string()
+    );
+    (
+        event.data["op"].as_str().unwrap(),
+        event.data["task_id"].as_i64().unwrap(),
+    )
+}
+
+#[apply(both_backends)]
+#[tokio::test]
+async fn every_kind_of_change_arrives_as_an_event(backend: Backend) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let mut events = stream_of(&alice).await;
+
+    let id = id_of(&alice.create(json!({"title": "Live", "tags": ["t"]})).await);
+    let created = events.next().await;
+    assert_eq!(op_of(&created), ("upsert", id));
+    assert_eq!(
+        created.data["task"],
+        alice.get(&format!("/tasks/{id}")).await.assert_success()
+    );
+    alice
+        .patch(&format!("/tasks/{id}"), json!({"title": "Edited"}))
+        .await
+        .assert_success();
+    let edited = events.next().await;
+    assert_eq!(
+        (op_of(&edited), edited.data["task"]["title"].clone()),
+        (("upsert", id), json!("Edited"))
+    );
+    alice.toggle(id).await.assert_success();
+    assert_eq!(events.next().await.data["task"]["completed"], true);
+    alice.delete(&format!("/tasks/{id}")).await.assert_success();
+    assert_eq!(op_of(&events.next().await), ("trash", id));
+    send(alice.request(Method::POST, &format!("/trash/{id}/restore")))
+        .await
+        .assert_success();
+    assert_eq!(op_of(&events.next().await), ("upsert", id));
+    alice.delete(&format!("/tasks/{id}")).await.assert_success();
+    assert_eq!(op_of(&events.next().await), ("trash", id));
+    alice.delete(&format!("/trash/{id}")).await.assert_success();
+    let deleted = events.next().await;
+    assert_eq!(
+        (op_of(&deleted), deleted.data["task"].clone()),
+        (("delete", id), Value::Null)
+    );
+}
+
+#[apply(both_backends)]
+#[tokio::test]
+async fn a_stream_carries_only_its_users_changes(backend: Backend) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    let mut alices = stream_of(&alice).await;
+    bob.create_titled(&["bob's"]).await;
+    let mine = alice.create_titled(&["alice's"]).await;
+    assert_eq!(op_of(&alices.next().await), ("upsert", mine[0]));
+    alices.assert_quiet(Duration::from_millis(300)).await;
+
+    let (status, problem, _) = open(&bob, &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{problem}");
+    let foreign = send(bob.request_as(Method::GET, "alice", "/events")).await;
+    foreign.problem(StatusCode::FORBIDDEN);
+    let anonymous = send(
+        app.client
+            .get("/api/alice/events")
+            .header("authorization", "Bearer nope"),
+    )
+    .await;
+    anonymous.problem(StatusCode::UNAUTHORIZED);
+}
+
+#[apply(both_backends)]
+#[tokio::test]
+async fn resuming_replays_exactly_the_missed_changes_then_goes_live(backend: Backend) {
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    let ids = alice.create_titled(&["seen"]).await;
+    let mut first = stream_of(&alice).await;
+    alice
+        .patch(
+            &format!("/tasks/{}", ids[0]),
+            json!({"title": "seen twice"}),
+        )
+        .await
+        .assert_success();
+    let last_seen = first.next().await.id;
+    drop(first);
+
+    // Missed while disconnected: a new task, a deletion and an edit.
+    let missed = alice.create_titled(&["missed"]).await;
+    alice
+        .delete(&format!("/tasks/{}", ids[0]))
+        .await
+        .assert_success();
+    alice
+        .patch(
+            &format!("/tasks/{}", missed[0]),
+            json!({"title": "missed, edited"}),
+        )
+        .await
+        .assert_success();
+
+    for resume in [vec![("last-event-id", last_seen.as_str())], vec![]] {
+        let query = if resume.is_empty() {
+            format!("?since={last_seen}")
+        } else {
+            String::new()
+        };
+        let (status, body, reader) = open(&alice, &resume, &query).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut resumed = reader.unwrap();
+        // Each task at its latest change, in order: no gap, no duplicate.
+        assert_eq!(op_of(&resumed.next().await), ("trash", ids[0]));
+        let edited = resumed.next().await;
+        assert_eq!(
+            (op_of(&edited), edited.data["task"]["title"].clone()),
+            (("upsert", missed[0]), json!("missed, edited"))
+        );
+        resumed.assert_quiet(Duration::from_millis(200)).await;
+    }
+    // And then live.
+    let (_, _, reader) = open(&alice, &[("last-event-id", last_seen.as_str())], "").await;
+    let mut resumed = reader.unwrap();
+    resumed.next().await;
+    resumed.next().await;
+    let live = alice.create_titled(&["live"]).await;
+    assert_eq!(op_of(&resumed.next().await), ("upsert", live[0]));
+}
+
+#[apply(both_backends)]
+#[tokio::test]
+async fn bad_cursors_and_too_many_streams_are_problems_before_any_stream(backend: Backend) {
+    let app = spawn_or_skip!(backend, |config| config.max_streams_per_user = 2);
+    let alice = app.user("alice");
+    alice.create_titled(&["one"]).await;
+    let never_given = ChangeCursor(1_000).to_string();
+    let (status, problem, _) = open(&alice, &[("last-event-id", never_given.as_str())], "").await;
+    assert_eq!(
+        (status, problem["type"].clone()),
+        (StatusCode::GONE, json!("/problems/cursor-expired"))
+    );
+    let (status, problem, _) = open(&alice, &[], "?since=nonsense").await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("since"))
+    );
+
+    let first = stream_of(&alice).await;
+    let _second = stream_of(&alice).await;
+    let (status, problem, _) = open(&alice, &[], "").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+    assert_eq!(problem["status"], 429);
+    // Another user has streams of their own.
+    stream_of(&app.user("bob")).await;
+    // A closed stream frees its place.
+    drop(first);
+    stream_of(&alice).await;
+}
+
+#[apply(both_backends)]
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires(backend: Backend) {
+    let app = spawn_or_skip!(backend);
+    let claims = todo_api::auth::Claims {
+        exp: None,
+        sub: "alice".into(),
+        email: None,
+        name: None,
+    };
+    let token = todo_api::auth::mint_token(SECRET.as_bytes(), &claims, Duration::from_secs(2));
+    let response = app
+        .client
+        .get("/api/alice/events")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .0;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = EventReader::new(
+        response
+            .into_body()
+            .into_bytes_stream()
+            .map(|c| c.map_err(|e| e.to_string()))
+            .boxed(),
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        events.next_within(Duration::from_secs(10)).await.is_none(),
+        "no event, then the end"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "ended at expiry, not at the wait's end"
+    );
+}
+
+/// A write through one instance reaches a stream open on another, and keeps
+/// doing so after the listener's connection is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_instance_reaches_a_stream_on_another() {
+    let app = spawn_or_skip!(Backend::Postgres);
+    let writer = ServerProcess::start(&app.database_url, &[]).await;
+    let reader = ServerProcess::start(&app.database_url, &[]).await;
+    let token = crate::helpers::token_for("alice");
+    let http = reqwest::Client::new();
+    let response = http
+        .get(reader.url("/api/alice/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let chunks = futures::stream::unfold(response, |mut response| async move {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|err| err.to_string())
+            .transpose()?;
+        Some((chunk, response))
+    })
+    .boxed();
+    let mut events = EventReader::new(chunks);
+    let create = |title: &'static str| {
+        let (http, token, url) = (http.clone(), token.clone(), writer.url("/api/alice/tasks"));
+        async move {
+            let reply = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"title": title}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 201);
+            reply.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        }
+    };
+    let first = create("through the writer").await;
+    let sent = std::time::Instant::now();
+    assert_eq!(op_of(&events.next().await), ("upsert", first));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "delivered within a second: {:?}",
+        sent.elapsed()
+    );
+
+    // The listeners' sessions die (a failover, a restart of a pooler).
+    let killed = sea_orm::Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    );
+    use sea_orm::ConnectionTrait;
+    let row = app.db.query_one_raw(killed).await.unwrap().unwrap();
+    assert!(
+        row.try_get_by_index::<i64>(0).unwrap() >= 2,
+        "both instances listen"
+    );
+    // Written while the listener may be down: caught up once it is back.
+    let during = create("while reconnecting").await;
+    assert_eq!(op_of(&events.next().await), ("upsert", during));
+    let after = create("after").await;
+    assert_eq!(op_of(&events.next().await), ("upsert", after));
+}
