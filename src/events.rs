@@ -111,9 +111,11 @@ impl ChangeHub {
         }
     }
 
-    /// Streams open on this instance, of all users.
-    pub fn open_streams(&self) -> usize {
-        self.lock().values().map(|streams| streams.open).sum()
+    /// Ends every open stream (after the changes it has read): the
+    /// process is shutting down.
+    pub fn close(&self) {
+        // Dropping a user's wake-up ends each of their streams' wait.
+        self.lock().clear();
     }
 }
 

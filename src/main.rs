@@ -157,7 +157,14 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         max_connections: connection_cap(&config),
         shutdown_grace: SHUTDOWN_GRACE,
     };
-    server::serve(listener, app.endpoint, limits, shutdown_signal()).await;
+    // Event streams would hold the shutdown for its whole grace period:
+    // they end at once instead, and their clients resume elsewhere.
+    let streams = app.state.changes.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        streams.close();
+    };
+    server::serve(listener, app.endpoint, limits, shutdown).await;
     Ok(())
 }
 

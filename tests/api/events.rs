@@ -400,3 +400,27 @@ async fn a_change_through_one_instance_reaches_a_stream_on_another() {
     let after = create("after").await;
     assert_eq!(op_of(&events.next().await), ("upsert", after));
 }
+
+/// SIGTERM ends open streams at once (their clients resume elsewhere)
+/// rather than holding the shutdown for its grace period.
+#[tokio::test]
+async fn shutdown_ends_open_streams_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
+    let server = ServerProcess::start(&database, &[]).await;
+    let response = reqwest::Client::new()
+        .get(server.url("/api/alice/events"))
+        .bearer_auth(crate::helpers::token_for("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stopping = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?} with a stream open",
+        stopping.elapsed()
+    );
+    drop(response);
+}
