@@ -1,5 +1,6 @@
 // Typed client for todo-api: openapi-fetch over the types generated from
 // ../openapi.json (src/schema.ts; regenerate with `npm run generate`).
+import { getLines, getMessages, type EventSourceMessage } from "@microsoft/fetch-event-source/lib/cjs/parse.js";
 import createClient, { type Client, type ClientOptions, type Middleware } from "openapi-fetch";
 import type { components, operations, paths } from "./schema.js";
 
@@ -196,8 +197,8 @@ export function createTodoClient({ getToken, ...options }: TodoClientOptions): T
 /**
  * A request answered with an error status: `status` is the HTTP status,
  * `problem` the `Problem` body (`undefined` if the body was not one, e.g.
- * from a proxy). Thrown by `sync`; the plain client calls return their
- * `error` instead of throwing.
+ * from a proxy). Thrown by `sync` and `subscribe`; the plain client calls
+ * return their `error` instead of throwing.
  */
 export class ProblemError extends Error {
   override name = "ProblemError";
@@ -215,7 +216,7 @@ export class ProblemError extends Error {
 }
 
 /**
- * Thrown by `sync` when the server no longer honours the cursor (410,
+ * Thrown by `sync` (and `subscribe`) when the server no longer honours the cursor (410,
  * `/problems/cursor-expired`): it is older than the deletions the server
  * remembers (`CHANGES_RETENTION`, 30 days by default), or not one this
  * server gave out (e.g. after a database reset). Throw away the local copy
@@ -223,6 +224,15 @@ export class ProblemError extends Error {
  */
 export class CursorExpiredError extends ProblemError {
   override name = "CursorExpiredError";
+}
+
+/** The error for an error response: a `CursorExpiredError` for a 410 `/problems/cursor-expired`, else a `ProblemError`. */
+function problemError(response: Response, body: unknown): ProblemError {
+  const problem = typeof body === "object" && body !== null ? (body as Problem) : undefined;
+  if (response.status === 410 && problem?.type === "/problems/cursor-expired") {
+    return new CursorExpiredError(response, problem);
+  }
+  return new ProblemError(response, problem);
 }
 
 export interface SyncOptions {
@@ -288,13 +298,7 @@ export async function sync(
       params: { path: { user_id: userId }, query: { since, limit } },
       signal,
     });
-    if (!data) {
-      const problem = typeof error === "object" && error !== null ? error : undefined;
-      if (response.status === 410 && problem?.type === "/problems/cursor-expired") {
-        throw new CursorExpiredError(response, problem);
-      }
-      throw new ProblemError(response, problem);
-    }
+    if (!data) throw problemError(response, error);
     changes.push(...data.changes);
     if (!data.has_more) return { changes, cursor: data.cursor };
     if (data.cursor === since) throw new Error(`GET /changes: has_more with a cursor that did not advance (${since})`);
@@ -315,4 +319,186 @@ export function applyChanges(tasks: Map<number, Task>, changes: readonly Change[
     else tasks.delete(task_id);
   }
   return tasks;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Where to start: the `cursor` of your last `sync` (or the last `cursor`
+   * `onChange` got). The stream first replays every change after it, then
+   * goes live. Without it the stream starts with the changes made from now
+   * on, and a reconnect before the first change can miss changes: sync
+   * first and pass its cursor.
+   */
+  since?: string;
+  /**
+   * Called with each change, in order, and the cursor just after it: apply
+   * the change (`applyChanges(tasks, [change])`) and store the cursor with
+   * your copy, as you would `sync`'s. May return a promise: the next change
+   * waits for it. If it throws (or rejects), `subscribe` stops and rejects
+   * with that error.
+   */
+  onChange: (change: Change, cursor: string) => void | Promise<void>;
+  /** Called each time the stream is open (at first, and after each reconnect): the server now sends every new change. */
+  onOpen?: () => void;
+  /**
+   * Called when a connection fails with an error `subscribe` retries (a
+   * network error, a 5xx): it reconnects after a backoff (1 s doubling to
+   * 30 s, `Retry-After` if the server sent one). E.g. to show "offline".
+   */
+  onError?: (error: unknown) => void;
+  /** Stops the subscription: the stream closes and the promise resolves. */
+  signal?: AbortSignal;
+}
+
+/** A failure `subscribe` does not retry. */
+class Fatal {
+  constructor(readonly error: unknown) {}
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+    if (signal.aborted) done();
+  });
+}
+
+/** A stream open at least this long was healthy: when it ends, reconnect at once. */
+const HEALTHY_MS = 1_000;
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * Live updates: streams the user's changes (`GET /api/{user_id}/events`,
+ * Server-Sent Events) to `onChange` as they happen, in order, each with the
+ * cursor after it, until `signal` aborts. It takes the same client as
+ * `sync` and, like every request of that client, asks `getToken` for the
+ * token at each (re)connect.
+ *
+ * It keeps the stream open: when the server ends it (the token expired) it
+ * reconnects at once with a fresh token; after a network error or a 5xx it
+ * calls `onError` and reconnects after a backoff. Each reconnect resumes
+ * after the last change received (`Last-Event-ID`), so no change is missed
+ * or delivered twice.
+ *
+ * The promise resolves when `signal` aborts, and rejects (the stream
+ * closed) with `CursorExpiredError` when `since` is too old (410): run a
+ * full `sync(api, userId)` and subscribe again with its cursor; with a
+ * `ProblemError` for any other 4xx (401 no or bad token, 403 another user's
+ * id, 422 a malformed `since`, 429 too many streams open for this user);
+ * or with what `onChange` threw.
+ *
+ * ```ts
+ * // `tasks` and `cursor` as in the `sync` example.
+ * function live(signal: AbortSignal): Promise<void> {
+ *   return subscribe(api, userId, {
+ *     since: cursor,
+ *     signal,
+ *     onChange(change, next) {
+ *       applyChanges(tasks, [change]);
+ *       cursor = next; // persist it with the tasks
+ *     },
+ *   }).catch(async (error) => {
+ *     if (!(error instanceof CursorExpiredError)) throw error;
+ *     const result = await sync(api, userId); // too old: start over
+ *     tasks = applyChanges(new Map(), result.changes);
+ *     cursor = result.cursor;
+ *     return live(signal);
+ *   });
+ * }
+ *
+ * const stop = new AbortController();
+ * void live(stop.signal);
+ * stop.abort(); // later: closes the stream (e.g. in a React effect's cleanup)
+ * ```
+ */
+export async function subscribe(
+  client: TodoClient,
+  userId: string,
+  { since, onChange, onOpen, onError, signal }: SubscribeOptions,
+): Promise<void> {
+  // Aborted by the caller's signal, or by us on the way out: closes the stream.
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  signal?.addEventListener("abort", abort);
+  if (signal?.aborted) abort();
+  let lastEventId = since;
+  let failures = 0;
+  try {
+    while (!controller.signal.aborted) {
+      let openedAt: number | undefined;
+      let failure: unknown;
+      let retryAfterMs: number | undefined;
+      try {
+        const { data: body, error, response } = await client.GET("/api/{user_id}/events", {
+          params: {
+            path: { user_id: userId },
+            header: lastEventId === undefined ? undefined : { "Last-Event-ID": lastEventId },
+          },
+          headers: { Accept: "text/event-stream" },
+          parseAs: "stream",
+          signal: controller.signal,
+        });
+        if (!response.ok) {
+          const problem = problemError(response, error);
+          const retryAfter = Number(response.headers.get("Retry-After"));
+          if (retryAfter > 0) retryAfterMs = Math.min(retryAfter * 1000, MAX_BACKOFF_MS);
+          throw response.status >= 500 ? problem : new Fatal(problem);
+        }
+        const type = response.headers.get("Content-Type") ?? "";
+        if (!body || !type.startsWith("text/event-stream")) {
+          await body?.cancel();
+          throw new Fatal(new Error(`GET /events: expected a text/event-stream, got ${response.status} ${type}`));
+        }
+        openedAt = Date.now();
+        onOpen?.();
+        await readEvents(body, async ({ event, id, data }) => {
+          // Every change event carries its cursor as id; skip anything else.
+          if (event !== "change" || !id) return;
+          try {
+            await onChange(JSON.parse(data) as Change, id);
+          } catch (error) {
+            throw new Fatal(error);
+          }
+          lastEventId = id;
+        });
+        // The server ended the stream (the token expired, or it is shutting down): reconnect.
+      } catch (error) {
+        if (error instanceof Fatal) throw error.error;
+        if (controller.signal.aborted) return;
+        failure = error;
+      }
+      const healthy = openedAt !== undefined && Date.now() - openedAt >= HEALTHY_MS;
+      if (healthy) failures = 0;
+      if (failure === undefined && healthy) continue;
+      if (failure !== undefined) onError?.(failure);
+      // 1 s, 2 s, 4 s ... up to 30 s, each 50 to 100 % of that (jitter).
+      const backoff = Math.min(1_000 * 2 ** failures++, MAX_BACKOFF_MS) * (0.5 + Math.random() / 2);
+      await pause(retryAfterMs ?? backoff, controller.signal);
+    }
+  } finally {
+    signal?.removeEventListener("abort", abort);
+    controller.abort();
+  }
+}
+
+/** Reads a `text/event-stream` body to its end, handing each event to `onEvent` (awaited, in order). */
+async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (message: EventSourceMessage) => Promise<void>,
+): Promise<void> {
+  const parsed: EventSourceMessage[] = [];
+  const parse = getLines(getMessages(() => {}, () => {}, (message) => parsed.push(message)));
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    parse(value);
+    for (const message of parsed.splice(0)) await onEvent(message);
+  }
 }

@@ -10,6 +10,7 @@ import {
   etagOf,
   ifMatch,
   ProblemError,
+  subscribe,
   sync,
   withRetries,
   type Change,
@@ -547,6 +548,234 @@ describe("todo-api through @todo-api/client", () => {
       assert.deepEqual(got.data, restored.data);
       const later = await sync(api, userId, cursor);
       assert.deepEqual(later.changes.map((change) => [change.op, change.task]), [["upsert", restored.data]]);
+    });
+  });
+
+  describe("live updates: subscribe", () => {
+    /** `[task_id, op]` of each change, in order. */
+    const ops = (changes: Change[]) => changes.map((c) => [c.task_id, c.op]);
+    /** The position a cursor stands for: 8 big-endian bytes, base64url. */
+    const seqOf = (cursor: string) => Number(Buffer.from(cursor, "base64url").readBigInt64BE());
+
+    async function until(what: string, done: () => boolean, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+
+    /**
+     * Subscribes, recording every change with its cursor; resolves once the
+     * stream is open. `stop()` aborts it and waits for `subscribe` to resolve.
+     */
+    async function live(api: TodoClient, userId: string, since?: string) {
+      const received: { change: Change; cursor: string }[] = [];
+      const errors: unknown[] = [];
+      let opens = 0;
+      const controller = new AbortController();
+      const done = subscribe(api, userId, {
+        since,
+        signal: controller.signal,
+        onOpen: () => opens++,
+        onError: (error) => errors.push(error),
+        onChange: (change, cursor) => void received.push({ change, cursor }),
+      });
+      let settled: unknown = "pending";
+      done.then(
+        () => (settled = "resolved"),
+        (error: unknown) => (settled = error),
+      );
+      await until("the stream to open", () => opens > 0 || settled !== "pending");
+      assert.equal(settled, "pending", `subscribe ended before the stream opened: ${String(settled)}`);
+      return {
+        received,
+        errors,
+        opens: () => opens,
+        changes: () => received.map((r) => r.change),
+        /** Waits until `n` changes came, then a little longer to catch a duplicate. */
+        async expect(n: number) {
+          await until(`${n} changes (have ${received.length})`, () => received.length >= n);
+          await new Promise((r) => setTimeout(r, 200));
+          assert.equal(received.length, n, "no change arrives twice");
+        },
+        async stop() {
+          controller.abort();
+          await done;
+        },
+      };
+    }
+
+    it("streams a create, a toggle and a delete in order, each with the cursor after it", async () => {
+      const { id: userId, api } = await newUser("live");
+      const stream = await live(api, userId);
+      try {
+        const task = await createTask(api, userId, { title: "Watch me" });
+        const path = { user_id: userId, task_id: task.id };
+        const toggled = await api.PATCH("/api/{user_id}/tasks/{task_id}/complete", { params: { path } });
+        assert.equal(toggled.data?.completed, true);
+        const deleted = await api.DELETE("/api/{user_id}/tasks/{task_id}", { params: { path } });
+        assert.equal(deleted.response.status, 204);
+
+        await stream.expect(3);
+        assert.deepEqual(ops(stream.changes()), [
+          [task.id, "upsert"],
+          [task.id, "upsert"],
+          [task.id, "trash"],
+        ]);
+        const [created, completed, trashed] = stream.changes();
+        assert.deepEqual(created?.task, task);
+        assert.deepEqual(completed?.task, toggled.data);
+        assert.equal(trashed?.task?.title, "Watch me");
+        assert.match(trashed?.task?.deleted_at ?? "", RFC3339_UTC);
+        // Each event's id is the cursor just after its change...
+        for (const { change, cursor } of stream.received) assert.equal(seqOf(cursor), change.seq);
+        // ...so it works as a sync cursor (the feed shows the task once, at its
+        // latest state), and the last one is where a full sync stands.
+        const first = stream.received[0]?.cursor ?? "";
+        const rest = await sync(api, userId, first);
+        assert.deepEqual(rest.changes, [trashed]);
+        assert.equal(rest.cursor, stream.received[2]?.cursor);
+        assert.equal((await sync(api, userId)).cursor, stream.received[2]?.cursor);
+        assert.deepEqual(stream.errors, []);
+      } finally {
+        await stream.stop();
+      }
+    });
+
+    it("since a sync's cursor: replays what changed after it exactly once, then goes live", async () => {
+      const { id: userId, api } = await newUser("live-resume");
+      const a = await createTask(api, userId, { title: "A" });
+      const { cursor } = await sync(api, userId);
+      // Changed while no stream was open:
+      const b = await createTask(api, userId, { title: "B" });
+      const renamed = await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+        params: { path: { user_id: userId, task_id: a.id } },
+        body: { title: "A, renamed" },
+      });
+      assert.ok(renamed.data);
+
+      const stream = await live(api, userId, cursor);
+      try {
+        await stream.expect(2);
+        assert.deepEqual(ops(stream.changes()), [
+          [b.id, "upsert"],
+          [a.id, "upsert"],
+        ]);
+        assert.deepEqual(stream.changes()[1]?.task, renamed.data);
+
+        const c = await createTask(api, userId, { title: "C" });
+        await stream.expect(3);
+        assert.deepEqual(stream.changes()[2]?.task, c);
+        assert.equal(stream.opens(), 1);
+      } finally {
+        await stream.stop();
+      }
+    });
+
+    it("reconnects when the token expires, with a fresh token, resuming after the last change", async () => {
+      const userId = `live-expiry-${++userCounter}-${process.pid}`;
+      const tokens: string[] = [];
+      const resumedFrom: (string | null)[] = [];
+      // Each token lives 2 s, so the server ends each stream after 1 to 2 s.
+      const shortLived = createTodoClient({
+        baseUrl: server.baseUrl,
+        getToken: async () => {
+          const token = await server.token(userId, { ttl: "2s" });
+          tokens.push(token);
+          return token;
+        },
+        fetch: async (request: Request) => {
+          if (request.url.endsWith("/events")) resumedFrom.push(request.headers.get("Last-Event-ID"));
+          return fetch(request);
+        },
+      });
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => server.token(userId) });
+
+      const stream = await live(shortLived, userId);
+      try {
+        const first = await createTask(api, userId, { title: "before expiry" });
+        await stream.expect(1);
+        const reconnects = resumedFrom.length;
+        await until("a reconnect", () => stream.opens() >= 2, 15_000);
+        const second = await createTask(api, userId, { title: "after expiry" });
+        await stream.expect(2);
+
+        assert.deepEqual(
+          stream.changes().map((c) => c.task?.id),
+          [first.id, second.id],
+        );
+        assert.equal(resumedFrom[0], null, "the first connect sends no Last-Event-ID");
+        assert.equal(resumedFrom[reconnects], stream.received[0]?.cursor, "the reconnect resumes after the last change");
+        assert.equal(new Set(tokens).size, tokens.length, "every connect asked getToken for a fresh token");
+        assert.equal(tokens.length, resumedFrom.length);
+        assert.deepEqual(stream.errors, [], "a stream ended by the server is no error");
+      } finally {
+        await stream.stop();
+      }
+    });
+
+    it("retries after a network error, calling onError", async () => {
+      const { id: userId, token } = await newUser("live-flaky");
+      let attempts = 0;
+      const flaky = createTodoClient({
+        baseUrl: server.baseUrl,
+        getToken: () => token,
+        fetch: async (request: Request) => {
+          if (request.url.endsWith("/events") && ++attempts === 1) throw new TypeError("fetch failed: connection refused");
+          return fetch(request);
+        },
+      });
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => token });
+      const stream = await live(flaky, userId);
+      try {
+        assert.equal(attempts, 2);
+        assert.equal(stream.errors.length, 1);
+        assert.match(String(stream.errors[0]), /connection refused/);
+        const task = await createTask(api, userId, { title: "still live" });
+        await stream.expect(1);
+        assert.deepEqual(stream.changes()[0]?.task, task);
+      } finally {
+        await stream.stop();
+      }
+    });
+
+    it("rejects: an expired cursor with CursorExpiredError, other 4xx with a ProblemError", async () => {
+      const { id: userId, api } = await newUser("live-errors");
+      const never = () => assert.fail("no change expected");
+
+      // Well-formed, but not a cursor this server gave out: like one too old.
+      const unknown = Buffer.alloc(8);
+      unknown.writeBigInt64BE(1_000n);
+      await assert.rejects(subscribe(api, userId, { since: unknown.toString("base64url"), onChange: never }), (error: unknown) => {
+        assert.ok(error instanceof CursorExpiredError);
+        assert.equal(error.status, 410);
+        assert.equal(error.problem?.type, "/problems/cursor-expired");
+        return true;
+      });
+
+      const rejectsWith = async (status: number, promise: Promise<void>) =>
+        assert.rejects(promise, (error: unknown) => {
+          assert.ok(error instanceof ProblemError);
+          assert.ok(!(error instanceof CursorExpiredError));
+          assert.equal(error.status, status);
+          assert.equal(error.problem?.status, status);
+          return true;
+        });
+      await rejectsWith(422, subscribe(api, userId, { since: "not a cursor", onChange: never }));
+      const other = await newUser("live-intruder");
+      await rejectsWith(403, subscribe(other.api, userId, { onChange: never }));
+      const anonymous = createTodoClient({ baseUrl: server.baseUrl });
+      await rejectsWith(401, subscribe(anonymous, userId, { onChange: never }));
+
+      // MAX_STREAMS_PER_USER (10) open: one more is a 429.
+      const open = [];
+      try {
+        for (let i = 0; i < 10; i++) open.push(await live(api, userId));
+        await rejectsWith(429, subscribe(api, userId, { onChange: never }));
+      } finally {
+        await Promise.all(open.map((stream) => stream.stop()));
+      }
     });
   });
 

@@ -30,7 +30,7 @@ export function serverBinary(): string {
 
 /** The server's own settings, which the caller's environment must not leak into the test server. */
 const SERVER_ENV =
-  /^(DATABASE_|BETTER_AUTH_|JWT_|CORS_|IDEMPOTENCY_|REQUIRE_IF_MATCH$|TRASH_RETENTION$|CHANGES_RETENTION$|RUN_MIGRATIONS$|HOST$|PORT$|LOG_FORMAT$|RUST_LOG$)/;
+  /^(DATABASE_|BETTER_AUTH_|JWT_|JWKS_|CORS_|IDEMPOTENCY_|MAX_|[A-Z_]+_TIMEOUT$|REQUIRE_IF_MATCH$|TRASH_RETENTION$|CHANGES_RETENTION$|RUN_MIGRATIONS$|HOST$|PORT$|LOG_FORMAT$|RUST_LOG$)/;
 
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

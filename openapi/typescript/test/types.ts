@@ -15,6 +15,8 @@ import type {
   TaskPage,
   TaskPatch,
   TodoClient,
+  subscribe,
+  SubscribeOptions,
   sync,
   SyncResult,
 } from "../src/index.js";
@@ -33,6 +35,8 @@ expectType<Equal<TaskPage["items"], Task[]>>(true);
 expectType<Equal<Change["op"], "upsert" | "trash" | "delete">>(true);
 expectType<Equal<Change["task"], Task | null>>(true);
 expectType<Equal<Awaited<ReturnType<typeof sync>>, SyncResult>>(true);
+expectType<Equal<ReturnType<typeof subscribe>, Promise<void>>>(true);
+expectType<Equal<Parameters<SubscribeOptions["onChange"]>, [change: Change, cursor: string]>>(true);
 
 export async function signatures(api: TodoClient, user_id: string, task_id: number): Promise<void> {
   // Success data and error are typed by the response.
@@ -70,6 +74,10 @@ export async function signatures(api: TodoClient, user_id: string, task_id: numb
 
   // @ts-expect-error: no such path
   await api.GET("/api/{user_id}/todos", { params: { path: { user_id } } });
+
+  // @ts-expect-error: subscribe needs onChange
+  const silent: SubscribeOptions = { since: "AAAAAAAAAAE" };
+  void silent;
 
   // @ts-expect-error: POST needs a body
   await api.POST("/api/{user_id}/tasks", { params: { path: { user_id } } });
