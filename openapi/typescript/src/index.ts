@@ -376,7 +376,10 @@ const MAX_BACKOFF_MS = 30_000;
 /**
  * Live updates: streams the user's changes (`GET /api/{user_id}/events`,
  * Server-Sent Events) to `onChange` as they happen, in order, each with the
- * cursor after it, until `signal` aborts. It takes the same client as
+ * cursor after it, until `signal` aborts. Like `sync`, it delivers each
+ * task at its latest state: changes to one task made faster than the
+ * stream reads them arrive as one (the last), never out of order and never
+ * lost. It takes the same client as
  * `sync` and, like every request of that client, asks `getToken` for the
  * token at each (re)connect.
  *
