@@ -16,50 +16,22 @@
 // server on 127.0.0.1: any other request is blocked and fails the test.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
+import { root, start } from './harness.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const binEnv = process.env.TODO_API_BIN || 'target/debug/todo-api';
-const bin = isAbsolute(binEnv) ? binEnv : join(root, binEnv);
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const clientDir = join(root, 'openapi', 'typescript');
 const screenshotPath = join(root, 'target', 'events-demo.png');
 const sub = 'events-demo-user';
 const title = `Live update check ${randomBytes(4).toString('hex')}`;
 
-let server;
-let serverLog = '';
+let harness;
 let base;
 let token;
 let browser;
-let work;
 let bundle;
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-}
-
-function stopServer() {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGTERM');
-  }
-}
-process.on('exit', stopServer);
 
 /** The client as one browser script that sets the global `TodoApi`. */
 async function bundleClient() {
@@ -119,68 +91,12 @@ function demoPage() {
 
 before(async () => {
   bundle = await bundleClient();
-  work = mkdtempSync(join(tmpdir(), 'todo-api-events-'));
-  const port = await freePort();
-  const env = {
-    ...process.env,
-    DATABASE_URL: `sqlite://${work}/todo.db?mode=rwc`,
-    BETTER_AUTH_SECRET: randomBytes(36).toString('base64url'),
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    RUST_LOG: 'warn',
-  };
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (d) => { serverLog += d; });
-  server.stderr.on('data', (d) => { serverLog += d; });
-  await new Promise((ok, fail) => {
-    server.once('spawn', ok);
-    server.once('error', fail);
-  });
-
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (server.exitCode !== null) {
-      throw new Error(`server exited with ${server.exitCode}:\n${serverLog}`);
-    }
-    try {
-      const res = await fetch(`${base}/health`);
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`server not healthy in 30 s:\n${serverLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  token = execFileSync(bin, ['token', '--sub', sub, '--ttl', '1h'], { env, encoding: 'utf8' }).trim();
-  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'minted token is a JWT');
-
-  // Same launch as swagger.test.mjs (a persistent context = a fresh profile).
-  browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1000, height: 600 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  harness = await start({ sub, viewport: { width: 1000, height: 600 } });
+  ({ base, token, browser } = harness);
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  if (server && server.exitCode === null && server.signalCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    stopServer();
-    await exited;
-  }
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (harness) await harness.close();
 });
 
 /** A call to the API from Node, as the token's user; returns the parsed body. */

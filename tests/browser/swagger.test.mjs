@@ -15,113 +15,27 @@
 // test, which shows that Swagger UI is served whole, with no CDN.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { root, start } from './harness.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const binEnv = process.env.TODO_API_BIN || 'target/debug/todo-api';
-const bin = isAbsolute(binEnv) ? binEnv : join(root, binEnv);
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const screenshotPath = join(root, 'target', 'swagger-ui.png');
 const sub = 'swagger-ui-user';
 const title = `Swagger UI check ${randomBytes(4).toString('hex')}`;
 
-let server;
-let serverLog = '';
+let harness;
 let base;
 let token;
 let browser;
-let work;
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-}
-
-function stopServer() {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGTERM');
-  }
-}
-process.on('exit', stopServer);
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'todo-api-browser-'));
-  const port = await freePort();
-  const env = {
-    ...process.env,
-    DATABASE_URL: `sqlite://${work}/todo.db?mode=rwc`,
-    BETTER_AUTH_SECRET: randomBytes(36).toString('base64url'),
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    RUST_LOG: 'warn',
-  };
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (d) => { serverLog += d; });
-  server.stderr.on('data', (d) => { serverLog += d; });
-  const spawned = new Promise((ok, fail) => {
-    server.once('spawn', ok);
-    server.once('error', fail);
-  });
-  await spawned;
-
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (server.exitCode !== null) {
-      throw new Error(`server exited with ${server.exitCode}:\n${serverLog}`);
-    }
-    try {
-      const res = await fetch(`${base}/health`);
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`server not healthy in 30 s:\n${serverLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  token = execFileSync(bin, ['token', '--sub', sub, '--ttl', '1h'], { env, encoding: 'utf8' }).trim();
-  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'minted token is a JWT');
-
-  // A persistent context is Playwright's way to give Chromium a fresh
-  // --user-data-dir (passing that flag in `args` is refused).
-  browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  harness = await start({ sub, viewport: { width: 1280, height: 900 } });
+  ({ base, token, browser } = harness);
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  if (server && server.exitCode === null && server.signalCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    stopServer();
-    await exited;
-  }
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (harness) await harness.close();
 });
 
 /** Runs "Try it out" → Execute on an expanded operation; returns the live response. */
