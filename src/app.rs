@@ -265,22 +265,24 @@ async fn sweep_forever<F, Fut>(
 /// tasks may have changed (see [`events::ChangeHub::written`]).
 async fn record_write_outcome<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let state = req.data::<AppState>().cloned().filter(|_| is_write);
+    // Reads pass straight through: nothing to record.
+    let Some(state) = req.data::<AppState>().filter(|_| is_write) else {
+        return next.call(req).await.map(IntoResponse::into_response);
+    };
+    let (health, changes) = (state.write_health.clone(), state.changes.clone());
     let writer = api_user(req.uri().path());
     let result = next.call(req).await.map(IntoResponse::into_response);
-    if let Some(state) = state {
-        let status = match &result {
-            Ok(response) => response.status(),
-            Err(err) => err.status(),
-        };
-        if status.is_success() {
-            state.write_health.record(true);
-            if let Some(user_id) = writer {
-                state.changes.written(&user_id);
-            }
-        } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            state.write_health.record(false);
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(err) => err.status(),
+    };
+    if status.is_success() {
+        health.record(true);
+        if let Some(user_id) = writer {
+            changes.written(&user_id);
         }
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        health.record(false);
     }
     result
 }

@@ -19,18 +19,16 @@ use super::{
 };
 use crate::{auth::Owner, error::ApiError};
 
-/// The owner's trashed task.
-fn in_trash(user_id: &str, task_id: i64) -> Condition {
-    Condition::all()
-        .add(task::Column::Id.eq(task_id))
-        .add(task::Column::UserId.eq(user_id))
-        .add(task::Column::DeletedAt.is_not_null())
-}
-
+/// The owner's trashed tasks.
 fn whole_trash(user_id: &str) -> Condition {
     Condition::all()
         .add(task::Column::UserId.eq(user_id))
         .add(task::Column::DeletedAt.is_not_null())
+}
+
+/// The owner's trashed task.
+fn in_trash(user_id: &str, task_id: i64) -> Condition {
+    whole_trash(user_id).add(task::Column::Id.eq(task_id))
 }
 
 /// One page of the trash, most recently trashed first, and its size.
