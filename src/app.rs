@@ -76,6 +76,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         idempotency: Arc::new(Idempotency::new(config.idempotency_ttl)),
         changes: Arc::new(ChangeHub::new(
             config.max_streams_per_user as usize,
+            config.stream_keep_alive,
             db_is_sqlite,
         )),
     };

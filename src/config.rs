@@ -141,6 +141,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_streams_per_user: u32,
 
+    /// How often an event stream with nothing to send writes a `: keep-alive`
+    /// comment, so proxies and browsers keep it open. At most 15s.
+    #[arg(long, env = "STREAM_KEEP_ALIVE", default_value = "15s", value_parser = parse_keep_alive)]
+    pub stream_keep_alive: Duration,
+
     /// Where this instance listens for other instances' changes on
     /// PostgreSQL (`LISTEN` needs a session: a direct URL, not a
     /// transaction-mode pooler such as Neon's `-pooler` host). Default:
@@ -194,6 +199,7 @@ impl Config {
             trash_retention: Duration::from_secs(30 * 24 * 3600),
             changes_retention: Duration::from_secs(30 * 24 * 3600),
             max_streams_per_user: 10,
+            stream_keep_alive: Duration::from_secs(15),
             database_listen_url: None,
             run_migrations: true,
             log_format: LogFormat::Pretty,
@@ -276,6 +282,15 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
         return Err("must be more than 0".into());
     }
     Ok(timeout)
+}
+
+fn parse_keep_alive(value: &str) -> Result<Duration, String> {
+    let interval = parse_timeout(value)?;
+    // The contract promises a comment at least every 15 s.
+    if interval > Duration::from_secs(15) {
+        return Err("must be at most 15s".into());
+    }
+    Ok(interval)
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {

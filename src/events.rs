@@ -25,6 +25,8 @@ pub const CHANNEL: &str = "task_changes";
 pub struct ChangeHub {
     users: Mutex<HashMap<String, Streams>>,
     max_streams_per_user: usize,
+    /// How often a stream with nothing to send writes a comment.
+    keep_alive: Duration,
     /// Whether this process's own writes wake the streams (SQLite), rather
     /// than the database's notifications (PostgreSQL).
     wakes_on_own_writes: bool,
@@ -46,12 +48,23 @@ pub struct Subscription {
 }
 
 impl ChangeHub {
-    pub fn new(max_streams_per_user: usize, wakes_on_own_writes: bool) -> Self {
+    pub fn new(
+        max_streams_per_user: usize,
+        keep_alive: Duration,
+        wakes_on_own_writes: bool,
+    ) -> Self {
         Self {
             users: Mutex::default(),
             max_streams_per_user,
+            keep_alive,
             wakes_on_own_writes,
         }
+    }
+
+    /// How often a stream with nothing to send writes a comment
+    /// (`STREAM_KEEP_ALIVE`).
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
     }
 
     /// A write of this process to the user's tasks has committed.

@@ -1,12 +1,17 @@
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, task::Poll, time::Duration};
 
+use bytes::Bytes;
 use futures_util::{StreamExt, stream::BoxStream};
-use poem::web::{Data, sse::Event};
+use poem::{
+    Body, IntoResponse, Response,
+    web::{Data, sse::Event},
+};
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::{Header, Path, Query},
-    payload::EventStream,
-    types::ToJSON,
+    payload::{EventStream, Payload},
+    registry::{MetaSchemaRef, Registry},
+    types::{ToJSON, Type},
 };
 use sea_orm::DatabaseConnection;
 
@@ -24,18 +29,14 @@ pub struct EventsApi;
 /// Changes read from the feed per query while a stream catches up.
 const PAGE: u64 = 100;
 
-/// Longest silence on a stream: proxies and browsers keep a connection that
-/// shows a comment line this often.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
 #[derive(ApiResponse)]
 enum ChangeEvents {
     /// A stream of `change` events, one per change, each with `id:` the
-    /// cursor after it and `data:` the `Change`; a comment line at least
-    /// every 15 s. It ends when the token expires: reconnect with a fresh
-    /// token and `Last-Event-ID`.
+    /// cursor after it and `data:` the `Change`; a `: keep-alive` comment
+    /// line after 15 s without an event. It ends when the token expires:
+    /// reconnect with a fresh token and `Last-Event-ID`.
     #[oai(status = 200)]
-    Stream(EventStream<BoxStream<'static, Change>>),
+    Stream(ChangeStream),
 }
 
 #[OpenApi(
@@ -111,16 +112,73 @@ impl EventsApi {
                 .as_secs();
             tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
         });
-        let stream = futures_util::stream::unfold(feed, move |feed| feed.next(expires)).boxed();
-        let events = EventStream::new(stream)
-            .keep_alive(KEEP_ALIVE)
-            .to_event(|change: Change| {
-                Event::message(change.to_json_string())
-                    .id(ChangeCursor(change.seq).to_string())
-                    .event_type("change")
-            });
-        Ok(ChangeEvents::Stream(events))
+        let changes = futures_util::stream::unfold(feed, move |feed| feed.next(expires)).boxed();
+        Ok(ChangeEvents::Stream(ChangeStream {
+            changes,
+            keep_alive: state.changes.keep_alive(),
+        }))
     }
+}
+
+/// The `text/event-stream` body: one `change` event per change, and a
+/// `: keep-alive` comment whenever nothing was sent for `keep_alive`.
+/// (poem's `EventStream` writes a bare `:` on a fixed clock; the contract
+/// names the comment, and a busy stream needs none.)
+pub struct ChangeStream {
+    changes: BoxStream<'static, Change>,
+    keep_alive: Duration,
+}
+
+const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+impl Payload for ChangeStream {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn schema_ref() -> MetaSchemaRef {
+        EventStream::<BoxStream<'static, Change>>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Change::register(registry);
+    }
+}
+
+impl IntoResponse for ChangeStream {
+    fn into_response(self) -> Response {
+        let Self {
+            mut changes,
+            keep_alive,
+        } = self;
+        let mut quiet =
+            tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+        quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let body = futures_util::stream::poll_fn(move |cx| {
+            if let Poll::Ready(change) = changes.poll_next_unpin(cx) {
+                quiet.reset();
+                return Poll::Ready(change.map(|change| Ok(event_of(change))));
+            }
+            quiet.poll_tick(cx).map(|_| {
+                Some(Ok::<_, std::io::Error>(Bytes::from_static(
+                    KEEP_ALIVE_COMMENT,
+                )))
+            })
+        });
+        Response::builder()
+            .content_type(Self::CONTENT_TYPE)
+            .header("Cache-Control", "no-cache")
+            // nginx would otherwise buffer the stream.
+            .header("X-Accel-Buffering", "no")
+            .body(Body::from_bytes_stream(body))
+    }
+}
+
+fn event_of(change: Change) -> Bytes {
+    let id = ChangeCursor(change.seq).to_string();
+    Event::message(change.to_json_string())
+        .id(id)
+        .event_type("change")
+        .to_string()
+        .into()
 }
 
 /// Where a stream is in its user's change feed.

@@ -333,6 +333,50 @@ async fn a_stream_ends_when_its_token_expires(backend: Backend) {
     );
 }
 
+/// A quiet stream writes the `: keep-alive` comment every
+/// `STREAM_KEEP_ALIVE`; the clock restarts with each event.
+#[apply(both_backends)]
+#[tokio::test]
+async fn a_quiet_stream_writes_a_keep_alive_comment(backend: Backend) {
+    let app = spawn_or_skip!(backend, |config| {
+        config.stream_keep_alive = Duration::from_millis(500)
+    });
+    let alice = app.user("alice");
+    let response = alice.request(Method::GET, "/events").send().await.0;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-accel-buffering")
+            .and_then(|v| v.to_str().ok()),
+        Some("no")
+    );
+    let mut chunks = response.into_body().into_bytes_stream();
+    let mut next_chunk = async || {
+        let chunk = tokio::time::timeout(PATIENCE, chunks.next())
+            .await
+            .expect("a chunk within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        String::from_utf8(chunk.to_vec()).unwrap()
+    };
+    let opened = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(next_chunk().await, ": keep-alive\n\n");
+    }
+    let quiet = opened.elapsed();
+    assert!(
+        quiet >= Duration::from_millis(900) && quiet < Duration::from_secs(5),
+        "two comments in {quiet:?}"
+    );
+    let id = id_of(&alice.create(json!({"title": "Live"})).await);
+    let event = next_chunk().await;
+    assert!(event.starts_with("id: "), "{event}");
+    assert!(event.contains("event: change\n"), "{event}");
+    assert!(event.contains(&format!("\"task_id\":{id}")), "{event}");
+    assert_eq!(next_chunk().await, ": keep-alive\n\n");
+}
+
 /// A write through one instance reaches a stream open on another, and keeps
 /// doing so after the listener's connection is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
