@@ -92,6 +92,12 @@ pub struct Config {
     #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
 
+    /// A response the client stops reading (no byte taken) is abandoned
+    /// after this and its connection closed: a stuck event-stream reader
+    /// frees its place.
+    #[arg(long, env = "SEND_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub send_timeout: Duration,
+
     /// Longest the service works on one request once its body has arrived; else 503.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
@@ -188,6 +194,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_requests_in_flight: 32,

@@ -154,6 +154,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let limits = server::Limits {
         header_timeout: config.header_timeout,
         keep_alive_timeout: config.keep_alive_timeout,
+        send_timeout: config.send_timeout,
         max_connections: connection_cap(&config),
         shutdown_grace: SHUTDOWN_GRACE,
     };

@@ -30,7 +30,7 @@ use poem::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
+    sync::{Notify, Semaphore},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -47,6 +47,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub keep_alive_timeout: Duration,
+    /// A response the client stops reading (the socket takes no byte) is
+    /// abandoned after this, and its connection closed.
+    pub send_timeout: Duration,
     /// Connections served at once; beyond it, new ones wait in the backlog.
     pub max_connections: usize,
     /// On shutdown, how long in-flight requests may take to finish.
@@ -190,14 +193,29 @@ enum Phase {
 }
 
 /// A connection's phase, shared by its socket, its requests and its watchdog.
-/// The watchdog is not woken on changes (two wake-ups per request cost
+/// The watchdog is not woken on phase changes (two wake-ups per request cost
 /// measurable throughput): it wakes at the deadline it last computed, which a
-/// change can only move later, and checks again.
+/// phase change can only move later, and checks again. A stalled send is the
+/// exception, which is rare and can move the deadline earlier.
 struct ConnectionState {
     phase: Mutex<Phase>,
+    /// Since when the socket has refused the bytes waiting to be sent: the
+    /// client stopped reading (or its network did).
+    send_stalled: Mutex<Option<Instant>>,
+    stall_began: Notify,
 }
 
 impl ConnectionState {
+    fn new() -> Self {
+        Self {
+            phase: Mutex::new(Phase::Fresh {
+                since: Instant::now(),
+            }),
+            send_stalled: Mutex::new(None),
+            stall_began: Notify::new(),
+        }
+    }
+
     fn phase(&self) -> Phase {
         *self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -217,12 +235,28 @@ impl ConnectionState {
         }
     }
 
+    fn send_stalled(&self) -> Option<Instant> {
+        *self.send_stalled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_send_stalled(&self, since: Option<Instant>) {
+        *self.send_stalled.lock().unwrap_or_else(|e| e.into_inner()) = since;
+        if since.is_some() {
+            self.stall_began.notify_one();
+        }
+    }
+
     /// When this connection is to be closed if nothing changes.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        match self.phase() {
+        let phase = match self.phase() {
             Phase::Fresh { since } | Phase::Head { since } => Some(since + limits.header_timeout),
             Phase::Idle { since } => Some(since + limits.keep_alive_timeout),
             Phase::Busy { .. } => None,
+        };
+        let send = self.send_stalled().map(|since| since + limits.send_timeout);
+        match (phase, send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -258,11 +292,7 @@ async fn serve_connection(
     limits: Arc<Limits>,
     stopping: CancellationToken,
 ) {
-    let state = Arc::new(ConnectionState {
-        phase: Mutex::new(Phase::Fresh {
-            since: Instant::now(),
-        }),
-    });
+    let state = Arc::new(ConnectionState::new());
     // hyper allocates its read and write buffers (16 KiB) as soon as it is
     // handed the socket: until its first byte, a client costs only the socket.
     // (`peek`, because `readable()` reports a fresh socket ready at once.)
@@ -306,6 +336,7 @@ async fn serve_connection(
     let io = TokioIo::new(WatchedStream {
         inner: stream,
         state: state.clone(),
+        stalled: false,
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -329,10 +360,15 @@ async fn serve_connection(
             }
             () = sleep_until(deadline) => {
                 if state.deadline(&limits).is_some_and(|at| at <= Instant::now()) {
-                    tracing::debug!(%remote, phase = ?state.phase(), "closing a slow or idle connection");
+                    if state.send_stalled().is_some() {
+                        tracing::info!(%remote, "closing a connection whose client stopped reading");
+                    } else {
+                        tracing::debug!(%remote, phase = ?state.phase(), "closing a slow or idle connection");
+                    }
                     return;
                 }
             }
+            () = state.stall_began.notified() => {}
             () = stopping.cancelled(), if !shutting_down => {
                 if state.is_idle_or_stalled() {
                     return;
@@ -371,10 +407,25 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// The socket, noting when the first byte of a new request arrives.
+/// The socket, noting when the first byte of a new request arrives and
+/// when sending stalls.
 struct WatchedStream {
     inner: TcpStream,
     state: Arc<ConnectionState>,
+    /// Whether the last write was refused: kept here so that the shared
+    /// state is touched only when a stall begins or ends, not per write.
+    stalled: bool,
+}
+
+impl WatchedStream {
+    fn note_send<T>(&mut self, result: Poll<T>) -> Poll<T> {
+        let stalled = result.is_pending();
+        if stalled != self.stalled {
+            self.stalled = stalled;
+            self.state.set_send_stalled(stalled.then(Instant::now));
+        }
+        result
+    }
 }
 
 impl AsyncRead for WatchedStream {
@@ -398,7 +449,8 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_send(result)
     }
 
     fn poll_write_vectored(
@@ -406,7 +458,8 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_send(result)
     }
 
     fn is_write_vectored(&self) -> bool {

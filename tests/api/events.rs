@@ -445,6 +445,122 @@ async fn a_change_through_one_instance_reaches_a_stream_on_another() {
     assert_eq!(op_of(&events.next().await), ("upsert", after));
 }
 
+/// A client that stops reading is disconnected after `SEND_TIMEOUT` instead
+/// of holding its stream (and its place under `MAX_STREAMS_PER_USER`) for
+/// good; it would resume from its last id. A pause shorter than that, or a
+/// quiet stream, is not a stall.
+#[apply(both_backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_disconnected_and_frees_its_place(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_or_skip!(backend);
+    let alice = app.user("alice");
+    alice.get("/tasks").await.assert_success();
+    // Megabytes of changes: more than the socket buffers on both ends hold.
+    let add_filler = async || {
+        for _ in 0..4 {
+            app.insert_filler_tasks("alice", 1000, &"x".repeat(1000))
+                .await;
+        }
+    };
+    add_filler().await;
+    let server = ServerProcess::start(
+        &app.database_url,
+        &[("SEND_TIMEOUT", "1s"), ("MAX_STREAMS_PER_USER", "1")],
+    )
+    .await;
+    let token = crate::helpers::token_for("alice");
+    let http = reqwest::Client::new();
+    let open_another = || {
+        http.get(server.url("/api/alice/events"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let create = |title: &'static str| {
+        let request = http
+            .post(server.url("/api/alice/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({ "title": title }));
+        async move {
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), 201);
+            reply.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        }
+    };
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut reader = socket
+        .connect(([127, 0, 0, 1], server.port).into())
+        .await
+        .unwrap();
+    reader
+        .write_all(
+            format!(
+                "GET /api/alice/events?since={} HTTP/1.1\r\nHost: localhost\r\n\
+                 Authorization: Bearer {token}\r\n\r\n",
+                ChangeCursor(0)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut read_until = async |needle: &str| {
+        while !String::from_utf8_lossy(&received[received.len().saturating_sub(64 * 1024)..])
+            .contains(needle)
+        {
+            let mut chunk = [0; 64 * 1024];
+            let read = tokio::time::timeout(PATIENCE, reader.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| panic!("{needle:?} within 10 s"))
+                .unwrap();
+            assert!(read > 0, "the stream ended before {needle:?}");
+            received.extend_from_slice(&chunk[..read]);
+        }
+    };
+    read_until("HTTP/1.1 200").await;
+    // A pause shorter than the timeout while the server has plenty to send.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    read_until(&format!("id: {}\n", ChangeCursor(4000))).await;
+    // Nothing to send for longer than the timeout is not a stall either.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(open_another().await.unwrap().status(), 429, "still open");
+    let live = create("live").await;
+    read_until(&format!("\"task_id\":{live},")).await;
+    drop(read_until);
+
+    // Then the client stops reading while megabytes more are on their way.
+    add_filler().await;
+    create("wakes the stream on SQLite too").await;
+    let stalled = std::time::Instant::now();
+    loop {
+        let response = open_another().await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 429);
+        assert!(
+            stalled.elapsed() < PATIENCE,
+            "the stuck stream still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What was sent before the stall can still be read, then the end.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(PATIENCE, reader.read_to_end(&mut rest))
+        .await
+        .expect("the stuck connection was closed");
+    assert!(
+        ended.is_ok() || ended.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+        "closed"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(&format!("id: {}\n", ChangeCursor(8002))),
+        "closed before it sent everything"
+    );
+}
+
 /// SIGTERM ends open streams at once (their clients resume elsewhere)
 /// rather than holding the shutdown for its grace period.
 #[tokio::test]
