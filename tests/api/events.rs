@@ -528,7 +528,6 @@ async fn a_reader_that_stops_reading_is_disconnected_and_frees_its_place(backend
     assert_eq!(open_another().await.unwrap().status(), 429, "still open");
     let live = create("live").await;
     read_until(&format!("\"task_id\":{live},")).await;
-    drop(read_until);
 
     // Then the client stops reading while megabytes more are on their way.
     add_filler().await;
