@@ -24,7 +24,7 @@ use crate::{
     config::{Config, MAX_BODY_BYTES},
     db,
     error::{ApiError, IDEMPOTENT_REPLAYED},
-    events::{self, ChangeHub},
+    events::{self, ChangeHub, FanOut},
     idempotency::{self, Idempotency},
     server,
     state::AppState,
@@ -67,6 +67,11 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         );
     }
     let db_is_sqlite = db.writer.get_database_backend() == sea_orm::DbBackend::Sqlite;
+    let fan_out = if db_is_sqlite {
+        FanOut::InProcess
+    } else {
+        FanOut::Notifications(db.writer.clone())
+    };
     let state = AppState {
         db,
         verifier: Arc::new(verifier),
@@ -77,7 +82,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
         changes: Arc::new(ChangeHub::new(
             config.max_streams_per_user as usize,
             config.stream_keep_alive,
-            db_is_sqlite,
+            fan_out,
         )),
     };
     // Other instances' changes (and this one's) arrive as notifications on

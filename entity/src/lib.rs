@@ -4,6 +4,7 @@
 //! queries) live in the service's `tasks` module.
 
 pub mod change_sequence;
+pub mod event_listener;
 pub mod idempotency_key;
 pub mod tag;
 pub mod task;

@@ -15,6 +15,7 @@ mod m20261203_000008_sqlite_search_index;
 mod m20261205_000001_task_versions;
 mod m20261205_000002_idempotency_keys;
 mod m20261205_000003_trash_and_changes;
+mod m20261205_000004_event_listeners;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_task_versions::Migration),
             Box::new(m20261205_000002_idempotency_keys::Migration),
             Box::new(m20261205_000003_trash_and_changes::Migration),
+            Box::new(m20261205_000004_event_listeners::Migration),
         ]
     }
 }

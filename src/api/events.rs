@@ -77,12 +77,14 @@ impl EventsApi {
         last_event_id: Header<Option<ChangeCursor>>,
     ) -> Result<ChangeEvents, ApiError> {
         let owner = auth.owner(&state, &user_id).await?;
-        // Subscribed before the first read: a change committed after that
-        // read wakes the stream.
+        // Subscribed (and, on PostgreSQL, registered for notifications)
+        // before the first read: a change committed after that read wakes
+        // the stream.
         let subscription = state
             .changes
             .subscribe(owner.id())
             .ok_or(ApiError::TooManyStreams)?;
+        subscription.register().await?;
         let db = state.db.reader.clone();
         let feed = match last_event_id.0.or(since.0) {
             // A replay's first page is read now, so an expired cursor is

@@ -430,7 +430,7 @@ async fn a_change_through_one_instance_reaches_a_stream_on_another() {
     let killed = sea_orm::Statement::from_string(
         sea_orm::DatabaseBackend::Postgres,
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+         WHERE datname = current_database() AND application_name = 'todo-api change listener'",
     );
     use sea_orm::ConnectionTrait;
     let row = app.db.query_one_raw(killed).await.unwrap().unwrap();
@@ -558,6 +558,143 @@ async fn a_reader_that_stops_reading_is_disconnected_and_frees_its_place(backend
         !String::from_utf8_lossy(&rest).contains(&format!("id: {}\n", ChangeCursor(8002))),
         "closed before it sent everything"
     );
+}
+
+/// The database `LISTEN`s of the test itself, to see what is notified.
+async fn notifications(app: &crate::helpers::TestApp) -> sea_orm::sqlx::postgres::PgListener {
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .unwrap();
+    listener.listen(todo_api::events::CHANNEL).await.unwrap();
+    listener
+}
+
+/// The users notified within a short while.
+async fn notified(listener: &mut sea_orm::sqlx::postgres::PgListener) -> Vec<String> {
+    let mut users = Vec::new();
+    while let Ok(Ok(notification)) =
+        tokio::time::timeout(Duration::from_millis(500), listener.recv()).await
+    {
+        users.push(notification.payload().to_owned());
+    }
+    users
+}
+
+async fn listened_for(app: &crate::helpers::TestApp) -> Vec<String> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    entity::event_listener::Entity::find()
+        .order_by_asc(entity::event_listener::Column::UserId)
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.user_id)
+        .collect()
+}
+
+/// A `NOTIFY` serialises commits across the whole database, so only users
+/// with an open stream somewhere are notified; a user whose streams have
+/// closed, or whose instance is gone, stops being notified.
+#[tokio::test]
+async fn only_users_with_open_streams_are_notified() {
+    let app = spawn_or_skip!(Backend::Postgres);
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let mut database = notifications(&app).await;
+    alice.create(json!({"title": "unwatched"})).await;
+    bob.create(json!({"title": "unwatched"})).await;
+    assert_eq!(notified(&mut database).await, Vec::<String>::new());
+
+    let mut events = stream_of(&alice).await;
+    assert_eq!(listened_for(&app).await, ["alice"]);
+    let watched = id_of(&alice.create(json!({"title": "watched"})).await);
+    bob.create(json!({"title": "still unwatched"})).await;
+    assert_eq!(notified(&mut database).await, ["alice"]);
+    assert_eq!(op_of(&events.next().await), ("upsert", watched));
+
+    // A stream closed and reopened before the periodic check keeps the
+    // registration; once none is open, the check removes it.
+    drop(events);
+    let mut events = stream_of(&alice).await;
+    app.change_hub().reconcile().await.unwrap();
+    assert_eq!(listened_for(&app).await, ["alice"]);
+    drop(events);
+    app.change_hub().reconcile().await.unwrap();
+    assert_eq!(listened_for(&app).await, Vec::<String>::new());
+    alice.create(json!({"title": "unwatched again"})).await;
+    assert_eq!(notified(&mut database).await, Vec::<String>::new());
+
+    // The registration of an instance that died with its session goes.
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    entity::event_listener::ActiveModel {
+        user_id: Set("bob".into()),
+        listener: Set(i32::MAX),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    bob.create(json!({"title": "watched by a ghost"})).await;
+    assert_eq!(notified(&mut database).await, ["bob"]);
+    app.change_hub().reconcile().await.unwrap();
+    assert_eq!(listened_for(&app).await, Vec::<String>::new());
+    events = stream_of(&alice).await;
+    drop(events);
+}
+
+/// A write that has numbered its change (and found nobody listening) but
+/// not yet committed, while a stream opens: the stream's registration waits
+/// for the write's commit, so its first read sees the change. Were the
+/// registration not ordered against the write, the change would be neither
+/// read nor notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opening_during_a_commit_misses_nothing() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
+    let app = spawn_or_skip!(Backend::Postgres);
+    let alice = app.user("alice");
+    let before = alice.create(json!({"title": "before"})).await;
+    let write = app.db.begin().await.unwrap();
+    // The deferred numbering trigger runs now instead of at the commit.
+    write
+        .execute_unprepared("SET CONSTRAINTS ALL IMMEDIATE")
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let held = entity::task::ActiveModel {
+        user_id: Set("alice".into()),
+        title: Set("held".into()),
+        title_search: Set("held".into()),
+        completed: Set(false),
+        priority: Set(entity::Priority::Medium),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&write)
+    .await
+    .unwrap();
+
+    let mut opening = Box::pin(
+        alice
+            .request(Method::GET, &format!("/events?since={}", ChangeCursor(0)))
+            .send(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut opening)
+            .await
+            .is_err(),
+        "the stream waits for the commit"
+    );
+    write.commit().await.unwrap();
+    let response = opening.await.0;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = EventReader::new(
+        response
+            .into_body()
+            .into_bytes_stream()
+            .map(|c| c.map_err(|e| e.to_string()))
+            .boxed(),
+    );
+    assert_eq!(op_of(&events.next().await), ("upsert", id_of(&before)));
+    assert_eq!(op_of(&events.next().await), ("upsert", held.id));
 }
 
 /// SIGTERM ends open streams at once (their clients resume elsewhere)

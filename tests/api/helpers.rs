@@ -238,6 +238,11 @@ impl TestApp {
     }
 
     /// A signed-in user with a valid token for `id`.
+    /// The app's event streams, to run its periodic work now.
+    pub fn change_hub(&self) -> &todo_api::events::ChangeHub {
+        &self.state.changes
+    }
+
     pub fn user(&self, id: &str) -> User<'_> {
         let claims = Claims {
             exp: None,
