@@ -7,7 +7,7 @@
 #
 #   bench/streams.sh                        # this build, SQLite
 #   DATABASE=postgres bench/streams.sh
-#   STREAMS=1000 USERS=100 RATE=200 SECONDS=10 BINARY=target/release/todo-api bench/streams.sh
+#   STREAMS=1000 USERS=100 RATE=200 DURATION=10s BINARY=target/release/todo-api bench/streams.sh
 #
 # The client (Python asyncio) runs on the same machine as the server.
 set -euo pipefail
@@ -17,7 +17,9 @@ DATABASE=${DATABASE:-sqlite}
 STREAMS=${STREAMS:-1000}
 USERS=${USERS:-100}
 RATE=${RATE:-200}
-SECONDS_=${SECONDS:-10}
+# (Not SECONDS: bash keeps its own, the seconds since the shell started.)
+DURATION=${DURATION:-10s}
+DURATION=${DURATION%s}
 PORT=${PORT:-18143}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 
@@ -43,4 +45,4 @@ fi
 PORT=$PORT $BINARY serve &
 server=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-python3 bench/streams.py "http://127.0.0.1:$PORT" "$BINARY" "$server" "$USERS" "$STREAMS" "$RATE" "$SECONDS_"
+python3 bench/streams.py "http://127.0.0.1:$PORT" "$BINARY" "$server" "$USERS" "$STREAMS" "$RATE" "$DURATION"
