@@ -41,9 +41,9 @@ enum Users {
     Id,
 }
 
-/// `record_task_change` of the `trash_and_changes` migration, with the
-/// notification only for users listened for.
-const GATED_NOTIFY: &str = r#"
+/// `record_task_change` as the `trash_and_changes` migration wrote it, with
+/// `NOTIFY` standing for how it notifies.
+const RECORD_TASK_CHANGE: &str = r#"
 CREATE OR REPLACE FUNCTION record_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     owner text;
@@ -63,44 +63,36 @@ BEGIN
     VALUES (owner, changed, next_change_seq(owner), gone)
     ON CONFLICT (user_id, task_id) DO UPDATE
     SET seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at;
-    -- After next_change_seq took the user's row lock: see the migration's
-    -- documentation for why this order cannot miss a new listener.
-    IF EXISTS (SELECT 1 FROM event_listeners WHERE user_id = owner) THEN
-        PERFORM pg_notify('task_changes', owner);
-    END IF;
+NOTIFY
     RETURN NULL;
 END
 $$;
 "#;
 
-/// `record_task_change` as the `trash_and_changes` migration left it.
-const ALWAYS_NOTIFY: &str = r#"
-CREATE OR REPLACE FUNCTION record_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    owner text;
-    changed bigint;
-    gone bigint;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        owner := OLD.user_id; changed := OLD.id;
-        gone := extract(epoch FROM clock_timestamp())::bigint;
-    ELSE
-        owner := NEW.user_id; changed := NEW.id;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM users WHERE id = owner) THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO task_changes (user_id, task_id, seq, deleted_at)
-    VALUES (owner, changed, next_change_seq(owner), gone)
-    ON CONFLICT (user_id, task_id) DO UPDATE
-    SET seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at;
+/// Up: only users listened for, checked after `next_change_seq` took the
+/// user's row lock (see the module documentation for why this order cannot
+/// miss a new listener).
+const GATED_NOTIFY: &str = "
+    IF EXISTS (SELECT 1 FROM event_listeners WHERE user_id = owner) THEN
+        PERFORM pg_notify('task_changes', owner);
+    END IF;";
+
+/// Down: every change, as before.
+const ALWAYS_NOTIFY: &str = "
     -- Every instance's event streams of the user look again once this
     -- commits (a transaction's identical notifications are sent once).
-    PERFORM pg_notify('task_changes', owner);
-    RETURN NULL;
-END
-$$;
-"#;
+    PERFORM pg_notify('task_changes', owner);";
+
+async fn notify_with(manager: &SchemaManager<'_>, notify: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == DbBackend::Postgres {
+        let function = RECORD_TASK_CHANGE.replace("\nNOTIFY\n", &format!("{notify}\n"));
+        manager
+            .get_connection()
+            .execute_unprepared(&function)
+            .await?;
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -125,22 +117,11 @@ impl MigrationTrait for Migration {
             listeners.extra("WITHOUT ROWID");
         }
         manager.create_table(listeners).await?;
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared(GATED_NOTIFY)
-                .await?;
-        }
-        Ok(())
+        notify_with(manager, GATED_NOTIFY).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared(ALWAYS_NOTIFY)
-                .await?;
-        }
+        notify_with(manager, ALWAYS_NOTIFY).await?;
         manager
             .drop_table(Table::drop().table(EventListeners::Table).to_owned())
             .await

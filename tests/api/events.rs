@@ -43,6 +43,17 @@ impl EventReader {
         }
     }
 
+    /// The events of an in-process response.
+    fn of(response: poem::Response) -> Self {
+        Self::new(
+            response
+                .into_body()
+                .into_bytes_stream()
+                .map(|chunk| chunk.map_err(|err| err.to_string()))
+                .boxed(),
+        )
+    }
+
     /// The next event within `wait`; `None` if the stream ended or nothing
     /// came in time.
     async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
@@ -116,12 +127,7 @@ async fn open(
             .and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    let chunks = response
-        .into_body()
-        .into_bytes_stream()
-        .map(|chunk| chunk.map_err(|err| err.to_string()))
-        .boxed();
-    (status, Value::Null, Some(EventReader::new(chunks)))
+    (status, Value::Null, Some(EventReader::of(response)))
 }
 
 async fn stream_of(user: &User<'_>) -> EventReader {
@@ -315,13 +321,7 @@ async fn a_stream_ends_when_its_token_expires(backend: Backend) {
         .await
         .0;
     assert_eq!(response.status(), StatusCode::OK);
-    let mut events = EventReader::new(
-        response
-            .into_body()
-            .into_bytes_stream()
-            .map(|c| c.map_err(|e| e.to_string()))
-            .boxed(),
-    );
+    let mut events = EventReader::of(response);
     let started = std::time::Instant::now();
     assert!(
         events.next_within(Duration::from_secs(10)).await.is_none(),
@@ -686,13 +686,7 @@ async fn a_stream_opening_during_a_commit_misses_nothing() {
     write.commit().await.unwrap();
     let response = opening.await.0;
     assert_eq!(response.status(), StatusCode::OK);
-    let mut events = EventReader::new(
-        response
-            .into_body()
-            .into_bytes_stream()
-            .map(|c| c.map_err(|e| e.to_string()))
-            .boxed(),
-    );
+    let mut events = EventReader::of(response);
     assert_eq!(op_of(&events.next().await), ("upsert", id_of(&before)));
     assert_eq!(op_of(&events.next().await), ("upsert", held.id));
 }

@@ -3083,9 +3083,9 @@ export interface operations {
         responses: {
             /**
              * @description A stream of `change` events, one per change, each with `id:` the
-             *     cursor after it and `data:` the `Change`; a comment line at least
-             *     every 15 s. It ends when the token expires: reconnect with a fresh
-             *     token and `Last-Event-ID`.
+             *     cursor after it and `data:` the `Change`; a `: keep-alive` comment
+             *     line after 15 s without an event. It ends when the token expires:
+             *     reconnect with a fresh token and `Last-Event-ID`.
              */
             200: {
                 headers: {
