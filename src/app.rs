@@ -20,12 +20,13 @@ use tokio::sync::Semaphore;
 use crate::{
     api,
     api::problems::{check_declared_status, problem_for},
-    auth::TokenVerifier,
+    auth::{TokenVerifier, VerifiedClaims},
     config::{Config, MAX_BODY_BYTES},
     db,
     error::{ApiError, IDEMPOTENT_REPLAYED},
     events::{self, ChangeHub, FanOut},
     idempotency::{self, Idempotency},
+    rate_limit::RateLimiter,
     server,
     state::AppState,
     telemetry,
@@ -144,10 +145,24 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
             crate::tasks::forget_deletions(&db, cutoff, batch).await
         },
     ));
+    let rate_limiter = config
+        .rate_limit
+        .0
+        .map(|limit| Arc::new(RateLimiter::new(limit)));
+    if let Some(limiter) = rate_limiter.clone() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                limiter.forget_idle();
+            }
+        });
+    }
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
         in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight as usize)),
+        rate: rate_limiter,
     };
     let endpoint = routes(state.clone(), &config.cors_origins, limits);
     Ok(App { state, endpoint })
@@ -158,7 +173,9 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         body_timeout,
         request_timeout,
         in_flight,
+        rate,
     } = limits;
+    let verifier = state.verifier.clone();
     let api = api::service();
     let spec = api::document::document_endpoint();
     let docs = api::document::swagger_ui();
@@ -175,11 +192,70 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .with(cors(cors_origins))
         .around(same_origin_is_not_cross_origin)
         .around(move |next, req| admit(next, req, in_flight.clone(), request_timeout))
+        // Outside admission: a user over their quota does not wait for a slot.
+        .around(move |next, req| limit_rate(next, req, rate.clone(), verifier.clone()))
         .around(move |next, req| receive_body(next, req, body_timeout))
         // The inner catch-all sits inside CORS so that error responses get
         // CORS headers; what CORS itself refuses is converted by the log.
         .around(|next, req| telemetry::log_request(next, req, problem_for))
         .boxed()
+}
+
+/// The rate limit headers every `/api` response to a verified user carries.
+const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
+const RATE_LIMIT: &str = "ratelimit";
+
+/// `RATE_LIMIT`: counts each `/api` request against its verified user's
+/// quota, refuses it (429) when the quota is spent, and tells the user where
+/// they stand on every response. A request without a valid token passes
+/// untouched: it has no user to count, and its handler answers 401.
+async fn limit_rate<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    limiter: Option<Arc<RateLimiter>>,
+    verifier: Arc<TokenVerifier>,
+) -> poem::Result<Response> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let (Some(limiter), Some(token)) = (limiter, token) else {
+        return next.call(req).await.map(IntoResponse::into_response);
+    };
+    if !req.uri().path().starts_with("/api/") {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
+    let Ok(claims) = verifier.verify(&token).await else {
+        return next.call(req).await.map(IntoResponse::into_response);
+    };
+    let (mut response, standing) = match limiter.check(&claims.sub) {
+        Ok(standing) => {
+            req.extensions_mut()
+                .insert(VerifiedClaims { token, claims });
+            let response = match next.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(err) => problem_for(err).await,
+            };
+            (response, standing)
+        }
+        Err(standing) => {
+            let refused = ApiError::RateLimited {
+                retry_after_secs: standing.reset_secs,
+            };
+            (refused.into_response(), standing)
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(policy) = HeaderValue::from_str(limiter.policy()) {
+        headers.insert(RATE_LIMIT_POLICY, policy);
+    }
+    if let Ok(standing) = HeaderValue::from_str(&standing.header()) {
+        headers.insert(RATE_LIMIT, standing);
+    }
+    Ok(response)
 }
 
 /// The request header that makes a create or a toggle safe to retry.
@@ -217,6 +293,8 @@ fn cors(origins: &[String]) -> Cors {
         ])
         .expose_header(telemetry::REQUEST_ID)
         .expose_header(IDEMPOTENT_REPLAYED)
+        .expose_header(RATE_LIMIT_POLICY)
+        .expose_header(RATE_LIMIT)
         .max_age(600);
     // No origins configured means any origin: only `*` does that.
     if origins.iter().any(|origin| origin == "*") {
@@ -339,6 +417,8 @@ struct RequestLimits {
     body_timeout: Duration,
     request_timeout: Duration,
     in_flight: Arc<Semaphore>,
+    /// `RATE_LIMIT`; `None` when off.
+    rate: Option<Arc<RateLimiter>>,
 }
 
 /// Reads the whole body before the rest of the app runs, within

@@ -7,6 +7,8 @@ use clap::{ArgAction, Args, ValueEnum, builder::BoolishValueParser};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::rate_limit::RateLimit;
+
 /// Default database: a SQLite file next to the binary's working directory,
 /// created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://todo.db?mode=rwc";
@@ -141,6 +143,11 @@ pub struct Config {
     #[arg(long, env = "CHANGES_RETENTION", default_value = "30d", value_parser = parse_ttl)]
     pub changes_retention: Duration,
 
+    /// Requests one user may make to this instance (`600/min`, `10/s`,
+    /// `5000/h`), or `off`; more are 429 until the quota refills.
+    #[arg(long, env = "RATE_LIMIT", default_value = "600/min", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimitSetting,
+
     /// Most event streams (`GET /api/{user_id}/events`) one user may have
     /// open on this instance at once; one more is 429.
     #[arg(long, env = "MAX_STREAMS_PER_USER", default_value = "10",
@@ -205,6 +212,7 @@ impl Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             trash_retention: Duration::from_secs(30 * 24 * 3600),
             changes_retention: Duration::from_secs(30 * 24 * 3600),
+            rate_limit: RateLimitSetting(Some(RateLimit::DEFAULT)),
             max_streams_per_user: 10,
             stream_keep_alive: Duration::from_secs(15),
             database_listen_url: None,
@@ -289,6 +297,18 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
         return Err("must be more than 0".into());
     }
     Ok(timeout)
+}
+
+/// `RATE_LIMIT`: `None` when `off`. (A newtype: clap would read a bare
+/// `Option` as an optional flag.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSetting(pub Option<RateLimit>);
+
+fn parse_rate_limit(value: &str) -> Result<RateLimitSetting, String> {
+    match value.trim() {
+        "off" => Ok(RateLimitSetting(None)),
+        limit => limit.parse().map(|limit| RateLimitSetting(Some(limit))),
+    }
 }
 
 fn parse_keep_alive(value: &str) -> Result<Duration, String> {
@@ -385,6 +405,17 @@ mod tests {
         assert_eq!(config.jwks_audiences(), ["a", "b"]);
         assert!(parse_http_url("ftp://example.com").is_err());
         assert!(parse_http_url("example.com").is_err());
+    }
+
+    #[test]
+    fn the_rate_limit_is_a_quota_per_window_or_off() {
+        assert_eq!(parse_rate_limit("off"), Ok(RateLimitSetting(None)));
+        assert_eq!(
+            parse_rate_limit("600/min"),
+            Ok(RateLimitSetting(Some(RateLimit::DEFAULT)))
+        );
+        assert!(parse_rate_limit("600").is_err());
+        assert!(parse_rate_limit("none").is_err());
     }
 
     #[test]

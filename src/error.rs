@@ -132,6 +132,11 @@ pub enum ApiError {
          or retry later"
     )]
     TooManyStreams,
+    /// The user spent their `RATE_LIMIT` quota on this instance.
+    #[error(
+        "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+    )]
+    RateLimited { retry_after_secs: u64 },
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     /// No key set has been fetched from the auth server yet, so no token can be checked.
@@ -168,7 +173,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             Self::CursorExpired => StatusCode::GONE,
-            Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyStreams | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Replayed { status, .. } => *status,
             Self::Unavailable(_) | Self::AuthUnavailable | Self::DeadlineExceeded(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -188,6 +193,7 @@ impl ApiError {
             Self::PreconditionFailed { .. } => "/problems/precondition-failed",
             Self::IdempotencyKeyReused => "/problems/idempotency-key-reused",
             Self::CursorExpired => "/problems/cursor-expired",
+            Self::RateLimited { .. } => "/problems/rate-limited",
             _ => "about:blank",
         };
         Problem {
@@ -240,10 +246,15 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Self::IdempotencyKeyInFlight => {
+            Self::IdempotencyKeyInFlight | Self::TooManyStreams => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Replayed { .. } => {
                 response

@@ -2,8 +2,8 @@
 //!
 //! Modules import only from those listed after them in this chain (CI checks
 //! it with `.ci/module_graph.py`): `app → api → state → (users, tasks,
-//! idempotency) → auth → db → telemetry → (error, config)`; `server` stands
-//! alone.
+//! idempotency, events) → auth → db → telemetry → (error, config) →
+//! rate_limit`; `server` stands alone.
 
 /// HTTP handlers and the wire types the OpenAPI document is generated from.
 pub mod api;
@@ -18,9 +18,12 @@ pub mod config;
 pub mod db;
 /// The single error type and the problem document it is answered with.
 pub mod error;
+/// The event streams open on this instance, and how changes wake them.
 pub mod events;
 /// `Idempotency-Key`: writes that run once however often they are retried.
 pub mod idempotency;
+/// The per-user request rate limit and its headers.
+pub mod rate_limit;
 /// The HTTP/1.1 server loop with its timeouts and connection limits.
 pub mod server;
 /// The state every handler shares.

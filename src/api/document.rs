@@ -44,6 +44,7 @@ pub fn document() -> Value {
         plain_json_media_type(operation);
         canonical_header_names(operation);
         declared_errors(operation);
+        rate_limit_headers(operation);
         declare_public(operation);
     }
     link_created_task(&mut document);
@@ -237,6 +238,47 @@ fn declared_errors(operation: &mut Map<String, Value>) {
             response.pointer_mut("/content/application~1problem+json"),
         ) {
             media["example"] = example;
+        }
+    }
+}
+
+/// Every response of an operation that takes a token says where the user
+/// stands against the rate limit, but a 401 (no user to count) and a 408 or
+/// 413 (answered before the request is read); absent when `RATE_LIMIT=off`.
+fn rate_limit_headers(operation: &mut Map<String, Value>) {
+    if operation.get("security").is_none() {
+        return;
+    }
+    let header = |description: &str, example: &str| {
+        serde_json::json!({
+            "description": description,
+            "required": false,
+            "schema": {"type": "string", "example": example},
+        })
+    };
+    let policy = header(
+        "The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds.",
+        "\"default\";q=600;w=60",
+    );
+    let standing = header(
+        "Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`).",
+        "\"default\";r=599;t=1",
+    );
+    let responses = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|responses| responses.iter_mut());
+    for (status, response) in responses {
+        if matches!(status.as_str(), "401" | "408" | "413") {
+            continue;
+        }
+        if let Some(response) = response.as_object_mut() {
+            let headers = response
+                .entry("headers")
+                .or_insert_with(|| Value::Object(Map::new()));
+            headers["RateLimit-Policy"] = policy.clone();
+            headers["RateLimit"] = standing.clone();
         }
     }
 }

@@ -50,15 +50,31 @@ use ErrorStatus::*;
 /// declaration the OpenAPI document's responses are built from, and that
 /// every answered error is checked against ([`is_declared`]). 400, 408 and
 /// 413 come with a JSON body; 401 and 403 with the bearer token and the
-/// `user_id` path; 503 can answer anything (database, JWKS, `REQUEST_TIMEOUT`).
+/// `user_id` path; 429 with the rate limit, on every operation that takes a
+/// token; 503 can answer anything (database, JWKS, `REQUEST_TIMEOUT`).
 const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
     (
         "listTasks",
-        &[Unauthorized, Forbidden, Unprocessable, Unavailable],
+        &[
+            Unauthorized,
+            Forbidden,
+            Unprocessable,
+            TooManyRequests,
+            Unavailable,
+        ],
     ),
     // 409: a request with the same `Idempotency-Key` is in progress.
     ("createTask", WRITES_WITH_BODY),
-    ("getTask", &[Unauthorized, Forbidden, NotFound, Unavailable]),
+    (
+        "getTask",
+        &[
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            TooManyRequests,
+            Unavailable,
+        ],
+    ),
     ("replaceTask", CONDITIONAL_WRITES_WITH_BODY),
     ("updateTask", CONDITIONAL_WRITES_WITH_BODY),
     (
@@ -69,6 +85,7 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
             NotFound,
             PreconditionFailed,
             PreconditionRequired,
+            TooManyRequests,
             Unavailable,
         ],
     ),
@@ -85,13 +102,23 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
             PreconditionFailed,
             Unprocessable,
             PreconditionRequired,
+            TooManyRequests,
             Unavailable,
         ],
     ),
-    ("getStats", &[Unauthorized, Forbidden, Unavailable]),
+    (
+        "getStats",
+        &[Unauthorized, Forbidden, TooManyRequests, Unavailable],
+    ),
     (
         "listTrash",
-        &[Unauthorized, Forbidden, Unprocessable, Unavailable],
+        &[
+            Unauthorized,
+            Forbidden,
+            Unprocessable,
+            TooManyRequests,
+            Unavailable,
+        ],
     ),
     (
         "restoreTask",
@@ -100,20 +127,37 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
             Forbidden,
             NotFound,
             PreconditionFailed,
+            TooManyRequests,
             Unavailable,
         ],
     ),
     (
         "deleteTrashedTask",
-        &[Unauthorized, Forbidden, NotFound, Unavailable],
+        &[
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            TooManyRequests,
+            Unavailable,
+        ],
     ),
-    ("emptyTrash", &[Unauthorized, Forbidden, Unavailable]),
+    (
+        "emptyTrash",
+        &[Unauthorized, Forbidden, TooManyRequests, Unavailable],
+    ),
     // 410: the cursor is older than what the feed remembers.
     (
         "listChanges",
-        &[Unauthorized, Forbidden, Gone, Unprocessable, Unavailable],
+        &[
+            Unauthorized,
+            Forbidden,
+            Gone,
+            Unprocessable,
+            TooManyRequests,
+            Unavailable,
+        ],
     ),
-    // 429: MAX_STREAMS_PER_USER streams are open already.
+    // 429 also: MAX_STREAMS_PER_USER streams are open already.
     (
         "streamChanges",
         &[
@@ -125,10 +169,22 @@ const DECLARED_ERRORS: &[(&str, &[ErrorStatus])] = &[
             Unavailable,
         ],
     ),
-    ("listTags", &[Unauthorized, Forbidden, Unavailable]),
+    (
+        "listTags",
+        &[Unauthorized, Forbidden, TooManyRequests, Unavailable],
+    ),
     // 404: the user row can be gone by the time it is read (deleted
     // between provisioning and the read).
-    ("getMe", &[Unauthorized, Forbidden, NotFound, Unavailable]),
+    (
+        "getMe",
+        &[
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            TooManyRequests,
+            Unavailable,
+        ],
+    ),
     ("health", &[Unavailable]),
 ];
 
@@ -142,6 +198,7 @@ const WRITES_WITH_BODY: &[ErrorStatus] = &[
     Forbidden,
     Conflict,
     Unprocessable,
+    TooManyRequests,
     Unavailable,
 ];
 
@@ -156,6 +213,7 @@ const CONDITIONAL_WRITES_WITH_BODY: &[ErrorStatus] = &[
     PreconditionFailed,
     Unprocessable,
     PreconditionRequired,
+    TooManyRequests,
     Unavailable,
 ];
 
@@ -242,7 +300,9 @@ impl ErrorStatus {
             PreconditionFailed => ApiError::PreconditionFailed { current_version: 8 },
             Unprocessable => ApiError::Validation(vec![FieldError::example()]),
             PreconditionRequired => ApiError::PreconditionRequired,
-            TooManyRequests => ApiError::TooManyStreams,
+            TooManyRequests => ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
             Unavailable => ApiError::Unavailable(DbErr::Custom("connection refused".into())),
         }
     }
@@ -283,7 +343,7 @@ impl ErrorStatus {
                 "This server runs with `REQUIRE_IF_MATCH`: send `If-Match` with the `ETag` you read."
             }
             TooManyRequests => {
-                "You have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one."
+                "You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one."
             }
             Unavailable => {
                 "The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later."
@@ -304,7 +364,7 @@ impl ErrorStatus {
                 "WWW-Authenticate",
                 "A `Bearer` challenge saying why the token was rejected.",
             )],
-            Unavailable | Conflict => {
+            Unavailable | Conflict | TooManyRequests => {
                 vec![header("Retry-After", "Seconds to wait before retrying.")]
             }
             _ => vec![],
@@ -458,6 +518,17 @@ mod tests {
         let mut declared: Vec<&str> = DECLARED_ERRORS.iter().map(|(id, _)| *id).collect();
         declared.sort_unstable();
         assert_eq!(operations, declared);
+    }
+
+    #[test]
+    fn every_operation_that_takes_a_token_can_be_rate_limited() {
+        for (operation, errors) in DECLARED_ERRORS {
+            assert_eq!(
+                errors.contains(&TooManyRequests),
+                errors.contains(&Unauthorized),
+                "{operation}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,16 @@ use crate::{config::Config, error::ApiError};
 pub const MAX_SUBJECT_CHARS: usize = 128;
 
 /// What the API uses from a verified token.
+/// The claims of the request's bearer token, verified once by the rate
+/// limit (which needs the user before the handler runs) and attached to the
+/// request, so the handler's security check does not verify it again.
+#[derive(Debug, Clone)]
+pub struct VerifiedClaims {
+    /// The token they were read from.
+    pub token: String,
+    pub claims: Claims,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id; the `user_id` in every `/api/{user_id}/...` path must equal it.

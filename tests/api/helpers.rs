@@ -127,6 +127,9 @@ impl TestApp {
         let mut config = Config::new(&database_url);
         config.better_auth_secret = Some(SECRET.into());
         config.database_acquire_timeout = Duration::from_secs(2);
+        // Tests send one user's requests far faster than any person; the
+        // rate limit's own tests turn it on.
+        config.rate_limit = todo_api::config::RateLimitSetting(None);
         configure(&mut config);
         let app = build_app(&config).await.expect("build app");
         let db = Database::connect(&database_url)

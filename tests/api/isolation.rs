@@ -116,7 +116,7 @@ fn task_endpoints(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
 }
 
 /// Every endpoint under `/api/{user_id}`, naming `task_id` where one is needed.
-fn every_endpoint(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
+pub(crate) fn every_endpoint(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
     let mut endpoints = vec![
         (Method::GET, "/tasks".to_owned(), None),
         (
@@ -137,7 +137,7 @@ fn every_endpoint(task_id: i64) -> Vec<(Method, String, Option<Value>)> {
     endpoints
 }
 
-fn with_body<'a>(
+pub(crate) fn with_body<'a>(
     request: TestRequestBuilder<'a, BoxEndpoint<'static>>,
     body: &Option<Value>,
 ) -> TestRequestBuilder<'a, BoxEndpoint<'static>> {

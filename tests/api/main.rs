@@ -25,6 +25,7 @@ mod limits;
 mod listing;
 mod openapi;
 mod process;
+mod rate_limit;
 mod server;
 mod startup;
 mod summaries;

@@ -80,22 +80,28 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
     );
     let statuses = |list: &str| list.split(' ').map(String::from).collect::<BTreeSet<_>>();
     let expected = [
-        ("listTasks", "200 401 403 422 503"),
-        ("createTask", "201 400 401 403 408 409 413 422 503"),
-        ("getTask", "200 304 401 403 404 503"),
-        ("replaceTask", "200 400 401 403 404 408 412 413 422 428 503"),
-        ("updateTask", "200 400 401 403 404 408 412 413 422 428 503"),
-        ("deleteTask", "204 401 403 404 412 428 503"),
-        ("toggleTask", "200 400 401 403 404 409 412 422 428 503"),
-        ("listTrash", "200 401 403 422 503"),
-        ("restoreTask", "200 401 403 404 412 503"),
-        ("deleteTrashedTask", "204 401 403 404 503"),
-        ("emptyTrash", "204 401 403 503"),
-        ("listChanges", "200 401 403 410 422 503"),
+        ("listTasks", "200 401 403 422 429 503"),
+        ("createTask", "201 400 401 403 408 409 413 422 429 503"),
+        ("getTask", "200 304 401 403 404 429 503"),
+        (
+            "replaceTask",
+            "200 400 401 403 404 408 412 413 422 428 429 503",
+        ),
+        (
+            "updateTask",
+            "200 400 401 403 404 408 412 413 422 428 429 503",
+        ),
+        ("deleteTask", "204 401 403 404 412 428 429 503"),
+        ("toggleTask", "200 400 401 403 404 409 412 422 428 429 503"),
+        ("listTrash", "200 401 403 422 429 503"),
+        ("restoreTask", "200 401 403 404 412 429 503"),
+        ("deleteTrashedTask", "204 401 403 404 429 503"),
+        ("emptyTrash", "204 401 403 429 503"),
+        ("listChanges", "200 401 403 410 422 429 503"),
         ("streamChanges", "200 401 403 410 422 429 503"),
-        ("listTags", "200 401 403 503"),
-        ("getStats", "200 401 403 503"),
-        ("getMe", "200 401 403 404 503"),
+        ("listTags", "200 401 403 429 503"),
+        ("getStats", "200 401 403 429 503"),
+        ("getMe", "200 401 403 404 429 503"),
         ("health", "200 503"),
     ];
     let mut seen = 0;
@@ -128,6 +134,14 @@ fn api_operations_declare_bearer_auth_and_exactly_the_statuses_they_can_return()
             for (status, response) in responses {
                 let headers = response["headers"].as_object().unwrap();
                 assert!(headers.contains_key("X-Request-Id"), "{id} {status}");
+                // The rate limit: on every response to a counted user.
+                let counted = id != "health" && !["401", "408", "413"].contains(&status.as_str());
+                for name in ["RateLimit-Policy", "RateLimit"] {
+                    assert_eq!(headers.contains_key(name), counted, "{id} {status} {name}");
+                }
+                if status == "429" {
+                    assert!(headers.contains_key("Retry-After"), "{id}");
+                }
                 assert!(
                     headers
                         .keys()

@@ -43,6 +43,8 @@ impl ServerProcess {
             .env("BETTER_AUTH_SECRET", SECRET)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
+            // As in-process tests: only the rate limit's own tests limit.
+            .env("RATE_LIMIT", "off")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().copied())
             .stdout(Stdio::null())

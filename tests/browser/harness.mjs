@@ -46,6 +46,7 @@ export async function start({ sub, viewport }) {
     HOST: '127.0.0.1',
     PORT: String(port),
     RUST_LOG: 'warn',
+    RATE_LIMIT: '1000000/min',
   };
   const base = `http://127.0.0.1:${port}`;
   let serverLog = '';

@@ -107,7 +107,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Sends a create or a toggle until it gets an answer, every attempt with the
  * same `Idempotency-Key`, so the server writes once however many arrive: a
  * network failure (the response lost), a 409 (the first attempt still in
- * progress) or a 503 is retried after `Retry-After` (or a short backoff). A
+ * progress), a 429 (over the rate limit) or a 503 is retried after
+ * `Retry-After` (at most 10 s; else a short backoff). A
  * retry of a request that did go through gets its response again, with
  * `Idempotent-Replayed: true`.
  *
@@ -135,7 +136,7 @@ export async function withRetries<T extends { response: Response }>(
       continue;
     }
     const { status, headers } = result.response;
-    if ((status !== 409 && status !== 503) || attempt >= attempts) return result;
+    if (![409, 429, 503].includes(status) || attempt >= attempts) return result;
     const retryAfter = Number(headers.get("Retry-After"));
     await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 10) * 1000 : backoff);
   }
@@ -393,7 +394,8 @@ const MAX_BACKOFF_MS = 30_000;
  * closed) with `CursorExpiredError` when `since` is too old (410): run a
  * full `sync(api, userId)` and subscribe again with its cursor; with a
  * `ProblemError` for any other 4xx (401 no or bad token, 403 another user's
- * id, 422 a malformed `since`, 429 too many streams open for this user);
+ * id, 422 a malformed `since`, 429 too many streams open for this user;
+ * a 429 over the rate limit is retried after its `Retry-After`);
  * or with what `onChange` threw.
  *
  * ```ts
@@ -451,7 +453,8 @@ export async function subscribe(
           const problem = problemError(response, error);
           const retryAfter = Number(response.headers.get("Retry-After"));
           if (retryAfter > 0) retryAfterMs = Math.min(retryAfter * 1000, MAX_BACKOFF_MS);
-          throw response.status >= 500 ? problem : new Fatal(problem);
+          const retryable = response.status >= 500 || problem.problem?.type === RATE_LIMITED;
+          throw retryable ? problem : new Fatal(problem);
         }
         const type = response.headers.get("Content-Type") ?? "";
         if (!body || !type.startsWith("text/event-stream")) {
@@ -489,6 +492,9 @@ export async function subscribe(
     controller.abort();
   }
 }
+
+/** The problem `type` of a 429 over the rate limit (rather than too many streams). */
+const RATE_LIMITED = "/problems/rate-limited";
 
 /** Reads a `text/event-stream` body to its end, handing each event to `onEvent` (awaited, in order). */
 async function readEvents(

@@ -1094,6 +1094,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1126,6 +1130,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1145,6 +1153,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1165,6 +1177,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1172,6 +1209,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1227,6 +1268,10 @@ export interface operations {
                      *     `Idempotency-Key` got, answered again.
                      */
                     "Idempotent-Replayed"?: boolean;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1238,6 +1283,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1278,6 +1327,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1318,6 +1371,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1356,6 +1413,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1376,6 +1437,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1383,6 +1469,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1429,6 +1519,10 @@ export interface operations {
                      *     `If-None-Match` to read it again only if it changed.
                      */
                     ETag: string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1442,6 +1536,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description The task's version, quoted. */
                     ETag: string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1472,6 +1570,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1491,6 +1593,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1505,6 +1611,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1512,6 +1643,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1559,6 +1694,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description The task's version, quoted: send it back in `If-Match`. */
                     ETag: string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1570,6 +1709,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1610,6 +1753,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1629,6 +1776,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1667,6 +1818,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1706,6 +1861,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1731,6 +1890,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1745,6 +1908,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1752,6 +1940,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1796,6 +1988,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1826,6 +2022,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1845,6 +2045,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1864,6 +2068,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1884,6 +2092,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1898,6 +2110,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -1905,6 +2142,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1952,6 +2193,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description The task's version, quoted: send it back in `If-Match`. */
                     ETag: string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1963,6 +2208,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2003,6 +2252,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2022,6 +2275,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2060,6 +2317,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2099,6 +2360,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2124,6 +2389,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2138,6 +2407,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2145,6 +2439,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2201,6 +2499,10 @@ export interface operations {
                      *     `Idempotency-Key` got, answered again.
                      */
                     "Idempotent-Replayed"?: boolean;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2212,6 +2514,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2252,6 +2558,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2271,6 +2581,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2292,6 +2606,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2311,6 +2629,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2331,6 +2653,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2356,6 +2682,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2370,6 +2700,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2377,6 +2732,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2410,6 +2769,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2442,6 +2805,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2456,6 +2823,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2463,6 +2855,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2501,6 +2897,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2533,6 +2933,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2552,6 +2956,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2572,6 +2980,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2579,6 +3012,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2615,6 +3052,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2645,6 +3086,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2659,6 +3104,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2666,6 +3136,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2709,6 +3183,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description The task's version, quoted: send it back in `If-Match`. */
                     ETag: string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2741,6 +3219,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2760,6 +3242,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2779,6 +3265,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2794,6 +3284,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2801,6 +3316,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2839,6 +3358,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2869,6 +3392,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2888,6 +3415,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2902,6 +3433,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -2909,6 +3465,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2947,6 +3507,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2979,6 +3543,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2998,6 +3566,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3017,6 +3589,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3037,6 +3613,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -3044,6 +3645,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3091,6 +3696,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3123,6 +3732,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3142,6 +3755,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3161,6 +3778,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3181,11 +3802,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description You have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
             429: {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3194,7 +3821,7 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
-                     *       "detail": "too many event streams open for this user on this server; close one (another tab?) or retry later"
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3207,6 +3834,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3240,6 +3871,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3272,6 +3907,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3286,6 +3925,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -3293,6 +3957,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3326,6 +3994,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3358,6 +4030,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3377,6 +4053,10 @@ export interface operations {
                 headers: {
                     /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
                     "X-Request-Id": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3391,6 +4071,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description You are over the rate limit (`RATE_LIMIT`, 600 requests a minute per user and server by default): wait `Retry-After` seconds. From `streamChanges`, also: you have `MAX_STREAMS_PER_USER` (10 by default) event streams open on this server already; close one. */
+            429: {
+                headers: {
+                    /** @description The request's `X-Request-Id` if it sent a usable one, else a new id; quote it when reporting a problem. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database is unreachable or cannot store writes (disk full, read-only), the auth server's JWKS has not been fetched yet, or the request took longer than `REQUEST_TIMEOUT`; retry later. */
             503: {
                 headers: {
@@ -3398,6 +4103,10 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description Seconds to wait before retrying. */
                     "Retry-After": string;
+                    /** @description The rate limit (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds per user on this server (`RATE_LIMIT`). Requests refill one every `w / q` seconds. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Where you stand: `r` requests left, and `t` seconds until the whole quota is back, or, when `r` is 0, until the next request is allowed (a 429's `Retry-After`). */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {

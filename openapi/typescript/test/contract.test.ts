@@ -383,6 +383,40 @@ describe("todo-api through @todo-api/client", () => {
       assert.equal(page.data?.total, 1);
     });
 
+    it("withRetries waits out a 429 for its Retry-After; every response says where the user stands", async () => {
+      const { id: userId, token } = await newUser("rate-limited");
+      const sentAt: number[] = [];
+      // The first attempt meets the rate limit (as a server under a lower
+      // RATE_LIMIT would answer); the second goes through.
+      const limitedFetch = async (request: Request) => {
+        sentAt.push(Date.now());
+        if (sentAt.length > 1) return fetch(request);
+        const problem = { type: "/problems/rate-limited", title: "Too Many Requests", status: 429, detail: "over" };
+        return new Response(JSON.stringify(problem), {
+          status: 429,
+          headers: {
+            "Content-Type": "application/problem+json",
+            "Retry-After": "1",
+            RateLimit: '"default";r=0;t=1',
+            "RateLimit-Policy": '"default";q=600;w=60',
+          },
+        });
+      };
+      const api = createTodoClient({ baseUrl: server.baseUrl, getToken: () => token, fetch: limitedFetch });
+      const created = await withRetries((key) =>
+        api.POST("/api/{user_id}/tasks", {
+          params: { path: { user_id: userId }, header: { "Idempotency-Key": key } },
+          body: { title: "After the wait" },
+        }),
+      );
+      assert.equal(created.response.status, 201);
+      assert.equal(sentAt.length, 2);
+      assert.ok(sentAt[1]! - sentAt[0]! >= 1000, `retried after ${sentAt[1]! - sentAt[0]!} ms`);
+      // The test server's RATE_LIMIT is 1000000/min.
+      assert.equal(created.response.headers.get("RateLimit-Policy"), '"default";q=1000000;w=60');
+      assert.match(created.response.headers.get("RateLimit") ?? "", /^"default";r=\d+;t=\d+$/);
+    });
+
     it("the client gives a create without a key a fresh one", async () => {
       const { id: userId, token } = await newUser("auto-key");
       const sent: (string | null)[] = [];
