@@ -11,6 +11,7 @@
 #                                 # builds are named by their directory
 #   CONNECTIONS="10 100" DURATION=5s TASKS=20 bench/compare.sh
 #   BIG_TASKS=0 bench/compare.sh     # skip the large-user comparison
+#   WORKLOADS="get list" bench/compare.sh   # some of: list get create spread
 #
 # The large-user comparison inserts BIG_TASKS (100 000) tasks for a second
 # user straight into the database and prints, for the default list, each
@@ -28,6 +29,7 @@ TASKS=${TASKS:-20}
 PORT=${PORT:-18140}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 BIG_TASKS=${BIG_TASKS:-100000}
+WORKLOADS=${WORKLOADS:-list get create spread}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 if [[ -z ${BINARIES:-} ]]; then
@@ -139,14 +141,17 @@ for bin in $BINARIES; do
     for conns in $CONNECTIONS; do
         # Not measured: opens the connections and fills the database pool.
         wrk -t2 -c"$conns" -d2s -H "$auth" "http://127.0.0.1:$PORT/api/bench/tasks" >/dev/null
-        for workload in list get create "create, 10 users"; do
+        for workload in $WORKLOADS; do
             case $workload in
                 list) args=("http://127.0.0.1:$PORT/api/bench/tasks") ;;
                 get) args=("http://127.0.0.1:$PORT/api/bench/tasks/$task") ;;
                 create) args=(-s "$work/create.lua" "http://127.0.0.1:$PORT/api/bench/tasks") ;;
-                "create, 10 users") args=(-s "$work/spread.lua" "http://127.0.0.1:$PORT/") ;;
+                spread) args=(-s "$work/spread.lua" "http://127.0.0.1:$PORT/") ;;
+                *) echo "unknown workload $workload" >&2; exit 2 ;;
             esac
-            printf '%-12s %-28s %6s ' "$label" "$workload" "$conns"
+            name=$workload
+            [[ $workload == spread ]] && name="create, 10 users"
+            printf '%-12s %-28s %6s ' "$label" "$name" "$conns"
             wrk -t2 -c"$conns" -d"$DURATION" --latency -H "$auth" "${args[@]}" | summarise
         done
         forget_creates

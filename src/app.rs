@@ -249,12 +249,8 @@ async fn limit_rate<E: Endpoint>(
         }
     };
     let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(limiter.policy()) {
-        headers.insert(RATE_LIMIT_POLICY, policy);
-    }
-    if let Ok(standing) = HeaderValue::from_str(&standing.header()) {
-        headers.insert(RATE_LIMIT, standing);
-    }
+    headers.insert(RATE_LIMIT_POLICY, limiter.policy().clone());
+    headers.insert(RATE_LIMIT, standing.header());
     Ok(response)
 }
 

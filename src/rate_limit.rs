@@ -10,6 +10,8 @@
 
 use std::{fmt, num::NonZeroU32, str::FromStr, time::Duration};
 
+use poem::http::HeaderValue;
+
 use governor::{
     DefaultKeyedRateLimiter, Quota,
     clock::{Clock, DefaultClock},
@@ -85,7 +87,7 @@ pub struct RateLimiter {
     users: DefaultKeyedRateLimiter<String, StateInformationMiddleware>,
     clock: DefaultClock,
     /// `RateLimit-Policy`, the same on every response.
-    policy: String,
+    policy: HeaderValue,
 }
 
 impl RateLimiter {
@@ -97,12 +99,16 @@ impl RateLimiter {
             limit,
             users: governor::RateLimiter::keyed(quota).with_middleware(),
             clock: DefaultClock::default(),
-            policy: format!("\"default\";q={};w={}", limit.quota, limit.window.as_secs()),
+            policy: header_value(format!(
+                "\"default\";q={};w={}",
+                limit.quota,
+                limit.window.as_secs()
+            )),
         }
     }
 
     /// The `RateLimit-Policy` header value.
-    pub fn policy(&self) -> &str {
+    pub fn policy(&self) -> &HeaderValue {
         &self.policy
     }
 
@@ -142,9 +148,17 @@ impl RateLimiter {
 
 impl Standing {
     /// The `RateLimit` header value.
-    pub fn header(&self) -> String {
-        format!("\"default\";r={};t={}", self.remaining, self.reset_secs)
+    pub fn header(&self) -> HeaderValue {
+        header_value(format!(
+            "\"default\";r={};t={}",
+            self.remaining, self.reset_secs
+        ))
     }
+}
+
+/// Quotes, digits and ASCII letters only: always a valid header value.
+fn header_value(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
