@@ -94,7 +94,7 @@ async fn over_the_limit_is_a_429_for_that_user_only_until_the_quota_refills(back
         assert_eq!(standing(&reply).0, expected);
     }
     let refused = alice.post("/tasks", json!({"title": "one too many"})).await;
-    let problem = refused.problem(StatusCode::TOO_MANY_REQUESTS);
+    let problem = refused.problem_of_type(StatusCode::TOO_MANY_REQUESTS, "/problems/rate-limited");
     assert_eq!(problem["status"], 429);
     assert!(
         problem["detail"].as_str().unwrap().contains("rate limit"),

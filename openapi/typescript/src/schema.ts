@@ -1193,7 +1193,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -1453,7 +1453,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -1627,7 +1627,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -1924,7 +1924,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -2126,7 +2126,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -2423,7 +2423,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -2716,7 +2716,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -2839,7 +2839,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -2996,7 +2996,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3120,7 +3120,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3300,7 +3300,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3449,7 +3449,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3629,7 +3629,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3818,7 +3818,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -3941,7 +3941,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
@@ -4087,7 +4087,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "about:blank",
+                     *       "type": "/problems/rate-limited",
                      *       "title": "Too Many Requests",
                      *       "status": 429,
                      *       "detail": "too many requests: you are over this server's rate limit; retry after `Retry-After` seconds"
