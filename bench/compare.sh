@@ -41,9 +41,8 @@ ulimit -n 16384
 work=$(mktemp -d)
 server=
 trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-# One user sends far more than a person would: no rate limit unless asked.
-export RATE_LIMIT=${RATE_LIMIT:-off}
-export BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 RUST_LOG=error
+source bench/env.sh
+export RUST_LOG=error
 export MAX_CONNECTIONS=5000
 
 cat >"$work/create.lua" <<'EOF'

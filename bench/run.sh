@@ -26,8 +26,7 @@ cargo build --release -q
 work=$(mktemp -d)
 export DATABASE_URL=${DATABASE_URL:-sqlite://$work/bench.db?mode=rwc}
 export RUST_LOG=${RUST_LOG:-warn}
-# One user sends far more than a person would: no rate limit unless asked.
-export RATE_LIMIT=${RATE_LIMIT:-off}
+source bench/env.sh
 bin=target/release/todo-api
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
@@ -49,7 +48,7 @@ if [[ $AUTH == better-auth ]]; then
     export BETTER_AUTH_URL=http://127.0.0.1:$auth_port
     unset BETTER_AUTH_SECRET
 else
-    export BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789
+    export BETTER_AUTH_SECRET=$BENCH_SECRET
 fi
 
 if [[ $DATABASE_URL == postgres* ]]; then

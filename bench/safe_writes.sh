@@ -29,9 +29,8 @@ fi
 work=$(mktemp -d)
 server=
 trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-# One user sends far more than a person would: no rate limit unless asked.
-export RATE_LIMIT=${RATE_LIMIT:-off}
-export BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 RUST_LOG=error
+source bench/env.sh
+export RUST_LOG=error
 
 if [[ $DATABASE == postgres ]]; then
     psql -q "$PG/postgres" -c 'DROP DATABASE IF EXISTS todo_bench_safe_writes' \

@@ -7,13 +7,14 @@
 #   bench/stalled.sh partial         # one kind
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/env.sh
 cargo build --release -q
 export PORT=${PORT:-18124}
 ulimit -n 4096
 kinds=${*:-idle keepalive partial bighead body}
 for kind in $kinds; do
     work=$(mktemp -d)
-    DATABASE_URL="sqlite://$work/bench.db?mode=rwc" BETTER_AUTH_SECRET=bench-secret-0123456789abcdef0123456789 \
+    DATABASE_URL="sqlite://$work/bench.db?mode=rwc" BETTER_AUTH_SECRET=$BENCH_SECRET \
         HEADER_TIMEOUT=5s KEEP_ALIVE_TIMEOUT=5s BODY_TIMEOUT=5s RUST_LOG=error \
         setsid target/release/todo-api serve >/dev/null 2>&1 &
     pid=$!
