@@ -8,6 +8,8 @@ use std::{
 
 use anyhow::Context;
 use http_body_util::{BodyExt, combinators::BoxBody};
+use metrics::Gauge;
+use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     endpoint::BoxEndpoint,
@@ -15,6 +17,7 @@ use poem::{
     middleware::Cors,
     web::headers::HeaderMapExt,
 };
+use poem_openapi::OperationId;
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -29,7 +32,7 @@ use crate::{
     rate_limit::RateLimiter,
     server,
     state::AppState,
-    telemetry,
+    telemetry::{self, metrics::Counted},
     users::KnownUsers,
 };
 
@@ -37,11 +40,21 @@ use crate::{
 pub struct App {
     pub state: AppState,
     pub endpoint: BoxEndpoint<'static>,
+    /// `GET /metrics`, to be served on `METRICS_ADDR` (`None` when unset).
+    pub metrics: Option<BoxEndpoint<'static>>,
 }
 
 /// Connects to the database, applies pending migrations (unless
 /// `RUN_MIGRATIONS=false`), and assembles routes and middleware.
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
+    // First, so that everything registered from here on is recorded.
+    let metrics = match config.metrics_addr {
+        Some(_) => Some(
+            telemetry::metrics::install()
+                .map_err(|err| anyhow::anyhow!("cannot install the metrics recorder: {err}"))?,
+        ),
+        None => None,
+    };
     let Some(verifier) = TokenVerifier::from_config(config) else {
         anyhow::bail!(
             "no way to verify tokens: set BETTER_AUTH_URL (or JWKS_URL) for Better Auth's \
@@ -158,14 +171,53 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
             }
         });
     }
+    let in_flight = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
     let limits = RequestLimits {
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
-        in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight as usize)),
+        in_flight: in_flight.clone(),
+        waiting: telemetry::metrics::waiting_requests(),
         rate: rate_limiter,
     };
     let endpoint = routes(state.clone(), &config.cors_origins, limits);
-    Ok(App { state, endpoint })
+    let metrics = metrics.map(|handle| {
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(telemetry::metrics::UPKEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let slots = config.max_requests_in_flight as usize;
+        metrics_endpoint(handle, state.clone(), in_flight, slots)
+    });
+    Ok(App {
+        state,
+        endpoint,
+        metrics,
+    })
+}
+
+/// `GET /metrics`: Prometheus' text format, with the gauges that are read
+/// rather than counted (pools, requests in flight, streams) read now.
+fn metrics_endpoint(
+    handle: PrometheusHandle,
+    state: AppState,
+    in_flight: Arc<Semaphore>,
+    slots: usize,
+) -> BoxEndpoint<'static> {
+    let scrape = poem::endpoint::make_sync(move |_| {
+        let snapshot = telemetry::metrics::Snapshot {
+            pools: db::pool_stats(&state.db),
+            requests_in_flight: slots.saturating_sub(in_flight.available_permits()),
+            event_streams_open: state.changes.open_streams(),
+        };
+        Response::builder()
+            .content_type(telemetry::metrics::CONTENT_TYPE)
+            .body(telemetry::metrics::render(&handle, &snapshot))
+    });
+    Route::new().at("/metrics", poem::get(scrape)).boxed()
 }
 
 fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> BoxEndpoint<'static> {
@@ -173,6 +225,7 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         body_timeout,
         request_timeout,
         in_flight,
+        waiting,
         rate,
     } = limits;
     let verifier = state.verifier.clone();
@@ -191,7 +244,15 @@ fn routes(state: AppState, cors_origins: &[String], limits: RequestLimits) -> Bo
         .around(advertise_allowed_methods)
         .with(cors(cors_origins))
         .around(same_origin_is_not_cross_origin)
-        .around(move |next, req| admit(next, req, in_flight.clone(), request_timeout))
+        .around(move |next, req| {
+            admit(
+                next,
+                req,
+                in_flight.clone(),
+                waiting.clone(),
+                request_timeout,
+            )
+        })
         // Outside admission: a user over their quota does not wait for a slot.
         .around(move |next, req| limit_rate(next, req, rate.clone(), verifier.clone()))
         .around(move |next, req| receive_body(next, req, body_timeout))
@@ -242,10 +303,17 @@ async fn limit_rate<E: Endpoint>(
             (response, standing)
         }
         Err(standing) => {
+            telemetry::metrics::rate_limited();
             let refused = ApiError::RateLimited {
                 retry_after_secs: standing.reset_secs,
             };
-            (refused.into_response(), standing)
+            let mut response = refused.into_response();
+            // Named for the request log and the metrics, as if the
+            // operation had answered.
+            if let Some(id) = api::document::operation_id(req.method().as_str(), req.uri().path()) {
+                response.set_data(OperationId(id));
+            }
+            (response, standing)
         }
     };
     let headers = response.headers_mut();
@@ -413,6 +481,8 @@ struct RequestLimits {
     body_timeout: Duration,
     request_timeout: Duration,
     in_flight: Arc<Semaphore>,
+    /// Requests waiting for an in-flight slot, for the metrics.
+    waiting: Gauge,
     /// `RATE_LIMIT`; `None` when off.
     rate: Option<Arc<RateLimiter>>,
 }
@@ -465,6 +535,7 @@ async fn admit<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
     in_flight: Arc<Semaphore>,
+    waiting: Gauge,
     request_timeout: Duration,
 ) -> poem::Result<E::Output> {
     let deadline = Deadline {
@@ -473,10 +544,12 @@ async fn admit<E: Endpoint>(
     };
     // The semaphore is never closed; a timed-out wait is raised as 503 by
     // `limit_request`, inside the CORS and problem layers.
+    let counted = Counted::new(waiting);
     let permit = tokio::time::timeout_at(deadline.at.into(), in_flight.acquire_owned())
         .await
         .ok()
         .and_then(Result::ok);
+    drop(counted);
     req.extensions_mut().insert(deadline);
     let response = Box::pin(next.call(req)).await;
     drop(permit);

@@ -174,6 +174,12 @@ pub struct Config {
     /// `pretty` for people, `json` for log collectors. Filter with `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at `GET /metrics` on this address (e.g.
+    /// `0.0.0.0:9090`), a listener of its own apart from the API's port.
+    /// Unset: no metrics are kept.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -218,6 +224,7 @@ impl Config {
             database_listen_url: None,
             run_migrations: true,
             log_format: LogFormat::Pretty,
+            metrics_addr: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! apart from other database errors.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -24,7 +27,7 @@ use sea_orm::{
 use crate::{
     config::{Config, MAX_BODY_BYTES},
     error::ApiError,
-    telemetry,
+    telemetry::{self, metrics::PoolStats},
 };
 
 /// How long a pooled connection may sit idle before it is pinged on acquire.
@@ -66,6 +69,40 @@ pub async fn connect(config: &Config) -> Result<Pools, DbErr> {
         open(config, sqlite_readers(config), true).await?
     };
     Ok(Pools { reader, writer })
+}
+
+/// Each pool as it stands, for the metrics: `reader` and `writer` on a
+/// SQLite file, `writer` alone where both are one pool (PostgreSQL,
+/// in-memory SQLite).
+pub fn pool_stats(pools: &Pools) -> Vec<PoolStats> {
+    match pools.writer.get_database_backend() {
+        DbBackend::Postgres => {
+            vec![sqlx_pool_stats(
+                "writer",
+                pools.writer.get_postgres_connection_pool(),
+            )]
+        }
+        DbBackend::Sqlite => {
+            let writer = pools.writer.get_sqlite_connection_pool();
+            let reader = pools.reader.get_sqlite_connection_pool();
+            let mut stats = vec![sqlx_pool_stats("writer", writer)];
+            // A clone of a pool shares its options; another pool has its own.
+            if !Arc::ptr_eq(&writer.connect_options(), &reader.connect_options()) {
+                stats.push(sqlx_pool_stats("reader", reader));
+            }
+            stats
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn sqlx_pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolStats {
+    PoolStats {
+        name,
+        open: pool.size(),
+        idle: pool.num_idle(),
+        max: pool.options().get_max_connections(),
+    }
 }
 
 /// Enough readers to keep every core busy, bounded by the configured pool

@@ -101,6 +101,11 @@ impl ChangeHub {
         self.keep_alive
     }
 
+    /// Streams open on this instance, for the metrics.
+    pub fn open_streams(&self) -> usize {
+        self.lock().values().map(|streams| streams.open).sum()
+    }
+
     /// A write of this process to the user's tasks has committed.
     pub fn written(&self, user_id: &str) {
         if let FanOut::InProcess = self.fan_out {

@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use metrics::Gauge;
 use migration::{Migrator, MigratorTrait};
 use secrecy::SecretString;
 use todo_api::{
@@ -14,6 +15,7 @@ use todo_api::{
     config::Config,
     db, server, telemetry,
 };
+use tokio_util::sync::CancellationToken;
 
 // glibc's malloc took a fifth of a list's CPU once several SQLite and tokio
 // threads shared it; mimalloc roughly doubles SQLite list throughput. Its
@@ -148,9 +150,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(secret) = demo_secret {
         print_demo_login(secret.as_bytes(), address);
     }
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
     let limits = server::Limits {
         header_timeout: config.header_timeout,
         keep_alive_timeout: config.keep_alive_timeout,
@@ -158,6 +157,34 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         max_connections: connection_cap(&config),
         shutdown_grace: SHUTDOWN_GRACE,
     };
+    // Metrics are served on their own listener, never on the public port,
+    // and stop with the API.
+    let stopped = CancellationToken::new();
+    let metrics = match (config.metrics_addr, app.metrics) {
+        (Some(address), Some(endpoint)) => {
+            let metrics_listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on METRICS_ADDR {address}"))?;
+            tracing::info!(%address, "serving metrics at http://{address}/metrics");
+            let limits = server::Limits {
+                max_connections: METRICS_CONNECTIONS,
+                ..limits.clone()
+            };
+            let stop = stopped.clone().cancelled_owned();
+            Some(tokio::spawn(server::serve(
+                metrics_listener,
+                endpoint,
+                limits,
+                Gauge::noop(),
+                stop,
+            )))
+        }
+        _ => None,
+    };
+    // Bound last: once the API port accepts, everything is up.
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     // Event streams would hold the shutdown for its whole grace period:
     // they end at once instead, and their clients resume elsewhere.
     let streams = app.state.changes.clone();
@@ -165,9 +192,17 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         streams.close();
     };
-    server::serve(listener, app.endpoint, limits, shutdown).await;
+    let open = telemetry::metrics::open_connections();
+    server::serve(listener, app.endpoint, limits, open, shutdown).await;
+    stopped.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
+
+/// Scrapers connected to `METRICS_ADDR` at once; more wait in the backlog.
+const METRICS_CONNECTIONS: usize = 16;
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -21,6 +21,7 @@ use std::{
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics::Gauge;
 use poem::{
     Addr, Endpoint, Request,
     endpoint::BoxEndpoint,
@@ -58,11 +59,13 @@ pub struct Limits {
 
 /// Serves `endpoint` on `listener` until `shutdown` resolves; then stops
 /// accepting, closes idle and stalled connections at once, lets in-flight
-/// requests finish within the grace period, and returns.
+/// requests finish within the grace period, and returns. `open` counts the
+/// connections open.
 pub async fn serve(
     listener: TcpListener,
     endpoint: BoxEndpoint<'static>,
     limits: Limits,
+    open: Gauge,
     shutdown: impl Future<Output = ()>,
 ) {
     let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(endpoint);
@@ -104,8 +107,11 @@ pub async fn serve(
             limits.clone(),
             stopping.clone(),
         );
+        open.increment(1.0);
+        let open = open.clone();
         connections.spawn(async move {
             connection.await;
+            open.decrement(1.0);
             drop(slot);
         });
     }

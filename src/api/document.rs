@@ -114,7 +114,24 @@ pub fn swagger_ui() -> impl Endpoint {
 /// The methods the API serves at a request path, as an `Allow` header value
 /// (`GET, POST`); `None` for a path it does not serve.
 pub fn allowed_methods(path: &str) -> Option<String> {
-    static ROUTES: LazyLock<Vec<(Vec<String>, String)>> = LazyLock::new(|| {
+    let methods = route(path)?.iter().map(|(method, _)| method.as_str());
+    Some(methods.collect::<Vec<_>>().join(", "))
+}
+
+/// The operationId of the operation serving `method` at a request path, for
+/// a response given before the request reached it (a rate-limited 429).
+pub fn operation_id(method: &str, path: &str) -> Option<&'static str> {
+    route(path)?
+        .iter()
+        .find(|(served, _)| served.eq_ignore_ascii_case(method))
+        .map(|(_, id)| *id)
+}
+
+/// The methods (upper case) and operationIds of the path template a request
+/// path matches.
+fn route(path: &str) -> Option<&'static [(String, &'static str)]> {
+    type Methods = Vec<(String, &'static str)>;
+    static ROUTES: LazyLock<Vec<(Vec<String>, Methods)>> = LazyLock::new(|| {
         let document = document();
         let paths = document["paths"].as_object().cloned().unwrap_or_default();
         paths
@@ -124,10 +141,14 @@ pub fn allowed_methods(path: &str) -> Option<String> {
                 let methods = operations
                     .as_object()
                     .into_iter()
-                    .flat_map(|o| o.keys())
-                    .map(|m| m.to_ascii_uppercase())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                    .flatten()
+                    .map(|(method, operation)| {
+                        let id = operation["operationId"].as_str().unwrap_or_default();
+                        // Leaked once: the table lives as long as the process.
+                        let id: &'static str = Box::leak(id.to_owned().into_boxed_str());
+                        (method.to_ascii_uppercase(), id)
+                    })
+                    .collect();
                 (segments, methods)
             })
             .collect()
@@ -138,7 +159,7 @@ pub fn allowed_methods(path: &str) -> Option<String> {
             && template.iter().zip(&segments).all(|(expected, actual)| {
                 expected == actual || (expected.starts_with('{') && !actual.is_empty())
             });
-        matches.then(|| methods.clone())
+        matches.then_some(methods.as_slice())
     })
 }
 

@@ -21,6 +21,8 @@ use jsonwebtoken::{
 use tokio::{sync::Mutex, time::Instant};
 use url::Url;
 
+use crate::telemetry;
+
 /// A JWKS response larger than this is refused; real sets hold a few keys.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Keys kept from one response, so a huge set cannot grow memory without bound.
@@ -145,7 +147,9 @@ impl Jwks {
     /// Replaces the cached set with a freshly fetched one; on failure the last
     /// good set stays.
     pub async fn refresh(&self) -> Result<(), FetchError> {
-        match self.fetch().await {
+        let fetched = self.fetch().await;
+        telemetry::metrics::jwks_fetched(fetched.is_ok());
+        match fetched {
             Ok(keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "JWKS fetched");
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(keys);

@@ -23,6 +23,7 @@ mod jwks;
 mod jwks_server;
 mod limits;
 mod listing;
+mod metrics;
 mod openapi;
 mod process;
 mod rate_limit;

@@ -1,5 +1,8 @@
 //! Everything the service logs, in one place: the subscriber, one line per
-//! request under a span carrying its request id, and slow statements.
+//! request under a span carrying its request id, and slow statements; and
+//! the Prometheus [`metrics`] counted beside them.
+
+pub mod metrics;
 
 use std::{
     sync::Arc,
@@ -62,15 +65,17 @@ where
         Ok(response) => response.into_response(),
         Err(err) => to_response(err).await,
     };
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let operation = response.data::<OperationId>().map(|id| id.0).unwrap_or("-");
+    let elapsed = started.elapsed();
+    let operation = response.data::<OperationId>().map(|id| id.0);
+    let status = response.status().as_u16();
+    metrics::request_answered(operation, status, elapsed);
     tracing::info!(
         parent: &span,
         %method,
         path,
-        operation,
-        status = response.status().as_u16(),
-        latency_ms,
+        operation = operation.unwrap_or("-"),
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -84,10 +89,12 @@ fn is_sane_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// SeaORM's per-statement callback. It runs inside the statement's future,
-/// so a slow statement's line carries the spans of the request and of the
-/// task operation (`user_id`, `task_id`) that sent it.
+/// SeaORM's per-statement callback: the statement latency metric, and the
+/// statement log. It runs inside the statement's future, so a slow
+/// statement's line carries the spans of the request and of the task
+/// operation (`user_id`, `task_id`) that sent it.
 pub fn log_query(info: &sea_orm::metric::Info<'_>) {
+    metrics::statement_finished(info.elapsed, info.failed);
     let elapsed_ms = info.elapsed.as_secs_f64() * 1000.0;
     let sql = &info.statement.sql;
     if info.elapsed >= SLOW_QUERY {
