@@ -17,6 +17,10 @@ pub fn binary() -> String {
     std::env::var("TODO_API_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_todo-api").to_owned())
 }
 
+/// As a variable's value for [`ServerProcess::start`]: leave it unset, so
+/// that the binary's default applies.
+pub const UNSET: &str = "\0unset";
+
 pub struct ServerProcess {
     pub child: Child,
     pub port: u16,
@@ -24,7 +28,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `todo-api serve` on `database_url` with HS256 tokens, a free
-    /// port and these extra variables, and waits until it accepts connections.
+    /// port, no rate limit and these extra variables (a value of [`UNSET`]
+    /// removes one), and waits until it accepts connections.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
         Self::start_with(Command::new(binary()), database_url, env).await
     }
@@ -45,10 +50,15 @@ impl ServerProcess {
             .env("RUST_LOG", "warn")
             // As in-process tests: only the rate limit's own tests limit.
             .env("RATE_LIMIT", "off")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for &(name, value) in env {
+            if value == UNSET {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        command.stdout(Stdio::null()).stderr(Stdio::inherit());
         let child = command.spawn().expect("start todo-api");
         let mut server = Self { child, port };
         server.wait_until_listening().await;

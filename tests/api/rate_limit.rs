@@ -11,6 +11,7 @@ use todo_api::{config::RateLimitSetting, rate_limit::RateLimit};
 
 use crate::helpers::{Backend, Reply, both_backends, id_of, send};
 use crate::isolation::{every_endpoint, with_body};
+use crate::process::{ServerProcess, UNSET};
 use crate::spawn_or_skip;
 
 fn limited_to(limit: &str) -> impl FnOnce(&mut todo_api::config::Config) {
@@ -141,4 +142,24 @@ async fn off_means_no_limit_and_no_headers(backend: Backend) {
         assert_eq!(reply.header("ratelimit"), None);
         assert_eq!(reply.header("ratelimit-policy"), None);
     }
+}
+
+/// The binary's default, with `RATE_LIMIT` unset: 600 a minute.
+#[tokio::test]
+async fn the_binary_limits_600_a_minute_by_default() {
+    let app = spawn_or_skip!(Backend::Sqlite);
+    let server = ServerProcess::start(&app.database_url, &[("RATE_LIMIT", UNSET)]).await;
+    let reply = crate::process::send(
+        reqwest::Client::new()
+            .get(server.url("/api/alice/tasks"))
+            .bearer_auth(crate::helpers::token_for("alice")),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("ratelimit-policy"),
+        Some(r#""default";q=600;w=60"#)
+    );
+    assert_eq!(reply.header("ratelimit"), Some(r#""default";r=599;t=1"#));
+    server.stop().await;
 }
