@@ -38,10 +38,8 @@ if [[ -z ${BINARIES:-} ]]; then
 fi
 ulimit -n 16384
 
-work=$(mktemp -d)
-server=
-trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 source bench/env.sh
+scratch_space
 export RUST_LOG=error
 export MAX_CONNECTIONS=5000
 

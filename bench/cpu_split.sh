@@ -19,15 +19,9 @@ PORT=${PORT:-18142}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-if [[ -z ${BINARY:-} ]]; then
-    cargo build --release -q
-    BINARY=target/release/todo-api
-fi
-
-work=$(mktemp -d)
-server=
-trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 source bench/env.sh
+release_binary
+scratch_space
 export RUST_LOG=error
 psql -q "$PG/postgres" -c 'DROP DATABASE IF EXISTS todo_bench_cpu' -c 'CREATE DATABASE todo_bench_cpu' 2>/dev/null
 export DATABASE_URL=$PG/todo_bench_cpu

@@ -22,15 +22,9 @@ MANY=${MANY:-1200}
 PORT=${PORT:-18143}
 
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
-if [[ -z ${BINARY:-} ]]; then
-    cargo build --release -q
-    BINARY=target/release/todo-api
-fi
-
-work=$(mktemp -d)
-server=
-trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 source bench/env.sh
+release_binary
+scratch_space
 export RUST_LOG=error
 
 # "requests" -> the instructions the server executed, start to exit.

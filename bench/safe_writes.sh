@@ -21,15 +21,9 @@ PORT=${PORT:-18141}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-if [[ -z ${BINARY:-} ]]; then
-    cargo build --release -q
-    BINARY=target/release/todo-api
-fi
-
-work=$(mktemp -d)
-server=
-trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 source bench/env.sh
+release_binary
+scratch_space
 export RUST_LOG=error
 
 if [[ $DATABASE == postgres ]]; then

@@ -23,15 +23,9 @@ DURATION=${DURATION%s}
 PORT=${PORT:-18143}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 
-if [[ -z ${BINARY:-} ]]; then
-    cargo build --release -q
-    BINARY=target/release/todo-api
-fi
-
-work=$(mktemp -d)
-server=
-trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 source bench/env.sh
+release_binary
+scratch_space
 export RUST_LOG=${RUST_LOG:-warn}
 export MAX_STREAMS_PER_USER=$(((STREAMS + USERS - 1) / USERS))
 ulimit -n 16384
