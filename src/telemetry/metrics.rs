@@ -1,8 +1,8 @@
 //! Prometheus metrics: every metric the service exports is named and
 //! described here, and recorded through the functions below.
 //!
-//! Nothing is recorded until [`install`] has run (`METRICS_ADDR` is set): the
-//! request path then pays one check of a flag and nothing else.
+//! Until [`install`] has run (`METRICS_ADDR` is set), nothing is recorded and
+//! the request path pays only the check of a flag.
 
 use std::{sync::OnceLock, time::Duration};
 

@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 use rstest_reuse::apply;
 use serde_json::json;
 
-use crate::helpers::{Backend, both_backends, free_port};
+use crate::helpers::{Backend, both_backends, free_port, hold_tasks_lock, token_for};
 use crate::jwks_server::{AuthServer, SigningKey, better_auth_claims};
 use crate::process::ServerProcess;
 use crate::spawn_or_skip;
@@ -310,4 +310,62 @@ fn promtool_refuses_a_malformed_exposition() {
         promtool_check(&promtool, misnamed).is_err(),
         "a counter without _total"
     );
+}
+
+/// A request held up in the database is in flight and holds the writer's
+/// connection, the next one waits for its slot; both gauges return to zero
+/// once the database lets go.
+#[apply(both_backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_by_the_database_is_in_flight_and_the_next_waits(backend: Backend) {
+    let app = spawn_or_skip!(backend);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let server = ServerProcess::start(
+        &app.database_url,
+        &[
+            ("METRICS_ADDR", &metrics_addr),
+            ("MAX_REQUESTS_IN_FLIGHT", "1"),
+        ],
+    )
+    .await;
+    let metrics = format!("http://{metrics_addr}/metrics");
+    let http = reqwest::Client::new();
+    let token = token_for("alice");
+    let create = |title: &str| {
+        let request = http
+            .post(server.url("/api/alice/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({ "title": title }));
+        tokio::spawn(request.send())
+    };
+
+    let lock = hold_tasks_lock(backend, &app.database_url).await;
+    let first = create("held by the lock");
+    scrape_until(&metrics, "the first create in flight", |s| {
+        s.value("http_requests_in_flight") == Some(1.0)
+    })
+    .await;
+    let second = create("waiting for a slot");
+    let held = scrape_until(&metrics, "the second create waiting", |s| {
+        s.value("http_requests_waiting") == Some(1.0)
+    })
+    .await;
+    assert_eq!(held.value("http_requests_in_flight"), Some(1.0));
+    assert!(
+        held.count(r#"db_pool_connections{pool="writer",state="in_use"}"#) >= 1.0,
+        "{}",
+        held.text
+    );
+    drop(lock);
+
+    assert_eq!(first.await.unwrap().unwrap().status(), 201);
+    assert_eq!(second.await.unwrap().unwrap().status(), 201);
+    let after = Scrape::of(&metrics).await;
+    assert_eq!(after.value("http_requests_in_flight"), Some(0.0));
+    assert_eq!(after.value("http_requests_waiting"), Some(0.0));
+    assert_eq!(
+        after.count(r#"http_requests_total{operation="createTask",status="201"}"#),
+        2.0
+    );
+    server.stop().await;
 }
