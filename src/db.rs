@@ -3,10 +3,10 @@
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, LazyLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{SubsecRound, Utc};
@@ -156,6 +156,15 @@ async fn open(
         })
         .map_sqlx_postgres_pool_opts(|pool| {
             pool.after_release(|conn, meta| Box::pin(postgres_is_reusable(conn, meta)))
+        })
+        .map_sqlx_postgres_before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if idle_since_a_lost_connection(meta.idle_for) {
+                    // Discarded (and replaced) if the server dropped it too.
+                    return Ok(conn.ping().await.is_ok());
+                }
+                Ok(true)
+            })
         });
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(telemetry::log_query);
@@ -247,10 +256,13 @@ impl WriteHealth {
     /// first takes a payload as large as the largest request body, so that
     /// "healthy" means a real write fits again, not just a tiny one.
     pub async fn probe(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        if self.failing.load(Ordering::Relaxed) {
-            write_probe_row(db, Some(vec![0; MAX_BODY_BYTES])).await?;
-        }
-        write_probe_row(db, None).await?;
+        let probed = async {
+            if self.failing.load(Ordering::Relaxed) {
+                write_probe_row(db, Some(vec![0; MAX_BODY_BYTES])).await?;
+            }
+            write_probe_row(db, None).await
+        };
+        probed.await.inspect_err(remember_if_connection_lost)?;
         self.record(true);
         Ok(())
     }
@@ -273,10 +285,63 @@ async fn write_probe_row(db: &DatabaseConnection, filler: Option<Vec<u8>>) -> Re
     Ok(())
 }
 
+/// When a statement last failed because the server dropped its connection
+/// (an outage, a restart, `pg_terminate_backend`), in nanoseconds since
+/// [`SINCE`]; 0 for never.
+///
+/// Pooled connections are pinged only after sitting idle for a while, so
+/// after the server dropped them all, each would fail one request of its own
+/// once the database is back (a 10-connection pool: ten 503s, `/health`
+/// among them). Instead, once one statement has lost its connection, every
+/// connection that has been idle since then is pinged before its next use:
+/// one round trip each, once.
+static CONNECTION_LOST: AtomicU64 = AtomicU64::new(0);
+static SINCE: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_start() -> u64 {
+    u64::try_from(SINCE.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether a connection idle for `idle_for` has been idle since a statement
+/// last lost its connection.
+fn idle_since_a_lost_connection(idle_for: Duration) -> bool {
+    let lost = CONNECTION_LOST.load(Ordering::Relaxed);
+    let idle_since =
+        nanos_since_start().saturating_sub(u64::try_from(idle_for.as_nanos()).unwrap_or(u64::MAX));
+    lost != 0 && idle_since <= lost
+}
+
+fn remember_if_connection_lost(err: &DbErr) {
+    if lost_connection(err) {
+        CONNECTION_LOST.store(nanos_since_start().max(1), Ordering::Relaxed);
+    }
+}
+
+/// True when the error means the server dropped the connection the
+/// statement ran on: it was closed or reset, or the server terminated the
+/// session (57P01-57P03) or reported a connection exception (class 08).
+fn lost_connection(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_err))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_err))) = err
+    else {
+        return false;
+    };
+    match sqlx_err.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db_err) => {
+            let code = db_err.code();
+            let code = code.as_deref().unwrap_or_default();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
+    }
+}
+
 /// A database error reaches the client as 503 when retrying can help, and
 /// as 500 otherwise.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
+        remember_if_connection_lost(&err);
         if is_unavailable(&err) {
             Self::Unavailable(err)
         } else {

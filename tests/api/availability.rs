@@ -30,6 +30,13 @@ async fn postgres_outage_is_503_and_recovers_without_restart() {
     };
     let alice = app.user("alice");
     let id = crate::helpers::id_of(&alice.create(json!({"title": "survives"})).await);
+    // More pooled connections than requests during the outage: each of
+    // them is dead afterwards, and none may fail a request once the
+    // database is back.
+    let lists: Vec<_> = (0..8).map(|_| alice.get("/tasks")).collect();
+    for list in futures::future::join_all(lists).await {
+        assert_eq!(list.status, StatusCode::OK);
+    }
     let (admin_url, name) = app.postgres_database().unwrap();
     let admin = Database::connect(admin_url).await.unwrap();
     app.db.clone().close().await.ok();
