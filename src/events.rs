@@ -173,6 +173,20 @@ impl ChangeHub {
         self.lock().clear();
     }
 
+    /// Deletes this instance's registrations (PostgreSQL), once its streams
+    /// are closed for good: at shutdown, so that writes stop notifying a
+    /// session about to end instead of until another instance reconciles.
+    pub async fn unregister_all(&self) -> Result<(), DbErr> {
+        let (FanOut::Notifications(db), Some(session)) = (&self.fan_out, self.listener()) else {
+            return Ok(());
+        };
+        event_listener::Entity::delete_many()
+            .filter(event_listener::Column::Listener.eq(session))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
     /// The `LISTEN` session registrations are made under, if listening.
     fn listener(&self) -> Option<i32> {
         Some(self.listener.load(Ordering::Acquire)).filter(|&pid| pid != 0)

@@ -195,11 +195,23 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let open = telemetry::metrics::open_connections();
     server::serve(listener, app.endpoint, limits, open, shutdown).await;
     stopped.cancel();
+    let unregistered = tokio::time::timeout(UNREGISTER_TIMEOUT, app.state.changes.unregister_all());
+    match unregistered.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot unregister this instance's event streams")
+        }
+        Err(_) => tracing::warn!("unregistering this instance's event streams timed out"),
+    }
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
     Ok(())
 }
+
+/// How long shutdown waits to unregister this instance's event streams
+/// (another instance removes them within 30 s otherwise).
+const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Scrapers connected to `METRICS_ADDR` at once; more wait in the backlog.
 const METRICS_CONNECTIONS: usize = 16;

@@ -592,6 +592,34 @@ async fn listened_for(app: &crate::helpers::TestApp) -> Vec<String> {
         .collect()
 }
 
+/// An instance shutting down (SIGTERM) removes its registrations, rather
+/// than leaving writes to notify its ended session until another instance
+/// reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_leaves_no_registration_behind() {
+    let app = spawn_or_skip!(Backend::Postgres);
+    let server = ServerProcess::start(&app.database_url, &[]).await;
+    let stream = reqwest::Client::new()
+        .get(server.url("/api/alice/events"))
+        .bearer_auth(crate::helpers::token_for("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Registered by the handler, or by the listener once it is connected.
+    for _ in 0..100 {
+        if listened_for(&app).await == ["alice"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listened_for(&app).await, ["alice"]);
+
+    server.stop().await;
+    drop(stream);
+    assert_eq!(listened_for(&app).await, Vec::<String>::new());
+}
+
 /// A `NOTIFY` serialises commits across the whole database, so only users
 /// with an open stream somewhere are notified; a user whose streams have
 /// closed, or whose instance is gone, stops being notified.
