@@ -338,7 +338,9 @@ fn lost_connection(err: &DbErr) -> bool {
 }
 
 /// A database error reaches the client as 503 when retrying can help, and
-/// as 500 otherwise.
+/// as 500 otherwise. Every request's database error passes here, which
+/// makes it the place to notice a dropped connection (see
+/// `CONNECTION_LOST`): SeaORM's statement callback is not told the error.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         remember_if_connection_lost(&err);

@@ -18,7 +18,6 @@ use crate::{config::Config, error::ApiError};
 /// Longest accepted `sub`, matching the longest `user_id` path segment.
 pub const MAX_SUBJECT_CHARS: usize = 128;
 
-/// What the API uses from a verified token.
 /// The claims of the request's bearer token, verified once by the rate
 /// limit (which needs the user before the handler runs) and attached to the
 /// request, so the handler's security check does not verify it again.
@@ -29,6 +28,7 @@ pub struct VerifiedClaims {
     pub claims: Claims,
 }
 
+/// What the API uses from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id; the `user_id` in every `/api/{user_id}/...` path must equal it.

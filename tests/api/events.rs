@@ -599,9 +599,8 @@ async fn listened_for(app: &crate::helpers::TestApp) -> Vec<String> {
 async fn a_stopped_instance_leaves_no_registration_behind() {
     let app = spawn_or_skip!(Backend::Postgres);
     let server = ServerProcess::start(&app.database_url, &[]).await;
-    let stream = reqwest::Client::new()
-        .get(server.url("/api/alice/events"))
-        .bearer_auth(crate::helpers::token_for("alice"))
+    let stream = server
+        .request_as(reqwest::Method::GET, "alice", "/events")
         .send()
         .await
         .unwrap();
@@ -726,9 +725,8 @@ async fn shutdown_ends_open_streams_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}/todo.db?mode=rwc", dir.path().display());
     let server = ServerProcess::start(&database, &[]).await;
-    let response = reqwest::Client::new()
-        .get(server.url("/api/alice/events"))
-        .bearer_auth(crate::helpers::token_for("alice"))
+    let response = server
+        .request_as(reqwest::Method::GET, "alice", "/events")
         .send()
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 use rstest_reuse::apply;
 use serde_json::json;
 
-use crate::helpers::{Backend, both_backends, free_port, hold_tasks_lock, token_for};
+use crate::helpers::{Backend, both_backends, free_port, hold_tasks_lock};
 use crate::jwks_server::{AuthServer, SigningKey, better_auth_claims};
 use crate::process::ServerProcess;
 use crate::spawn_or_skip;
@@ -173,8 +173,13 @@ async fn metrics_count_what_the_service_did(backend: Backend) {
         .unwrap();
     assert_eq!(missing.status(), 404);
     // A path outside the API; and the metrics are not served on the API port.
-    let public = http.get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(public.status(), 404);
+    let public = crate::process::send(http.get(server.url("/metrics"))).await;
+    assert_eq!(public.status, 404);
+    assert_eq!(
+        public.body["status"], 404,
+        "a problem document: {}",
+        public.body
+    );
 
     // carol's event stream, open while scraped.
     let stream = call(reqwest::Method::GET, "carol", "/events")
@@ -329,12 +334,9 @@ async fn a_request_held_by_the_database_is_in_flight_and_the_next_waits(backend:
     )
     .await;
     let metrics = format!("http://{metrics_addr}/metrics");
-    let http = reqwest::Client::new();
-    let token = token_for("alice");
     let create = |title: &str| {
-        let request = http
-            .post(server.url("/api/alice/tasks"))
-            .bearer_auth(&token)
+        let request = server
+            .request_as(reqwest::Method::POST, "alice", "/tasks")
             .json(&json!({ "title": title }));
         tokio::spawn(request.send())
     };
@@ -366,6 +368,10 @@ async fn a_request_held_by_the_database_is_in_flight_and_the_next_waits(backend:
     assert_eq!(
         after.count(r#"http_requests_total{operation="createTask",status="201"}"#),
         2.0
+    );
+    assert_eq!(
+        app.stored_titles().await,
+        ["held by the lock", "waiting for a slot"]
     );
     server.stop().await;
 }

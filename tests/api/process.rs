@@ -69,6 +69,18 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// A request to `/api/{user}{path}` with a valid HS256 token of `user`.
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        user: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.url(&format!("/api/{user}{path}")))
+            .bearer_auth(crate::helpers::token_for(user))
+    }
+
     async fn wait_until_listening(&mut self) {
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -149,12 +149,8 @@ async fn off_means_no_limit_and_no_headers(backend: Backend) {
 async fn the_binary_limits_600_a_minute_by_default() {
     let app = spawn_or_skip!(Backend::Sqlite);
     let server = ServerProcess::start(&app.database_url, &[("RATE_LIMIT", UNSET)]).await;
-    let reply = crate::process::send(
-        reqwest::Client::new()
-            .get(server.url("/api/alice/tasks"))
-            .bearer_auth(crate::helpers::token_for("alice")),
-    )
-    .await;
+    let reply =
+        crate::process::send(server.request_as(reqwest::Method::GET, "alice", "/tasks")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.header("ratelimit-policy"),
